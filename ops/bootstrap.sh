@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs everything this project needs on a fresh machine, idempotently and from caches:
+#   Debian packages (redis-server, kcat), a Python venv keyed by a hash of requirements.txt under
+#   ~/.cache/algo, and the project itself (editable, which compiles the C++ risk engine).
+# Kafka and Apicurio jars are fetched by `algo stack up` on its first start (cached in ~/.cache/algo).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${ALGO_CACHE_DIR:-$HOME/.cache/algo}
+PYTHON=${PYTHON:-python3}
+mkdir -p "$CACHE"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v kcat >/dev/null || missing+=(kcat)
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+command -v g++ >/dev/null || missing+=(g++)
+command -v cmake >/dev/null || missing+=(cmake)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bootstrap: installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+key=$( (cat "$ROOT/requirements.txt"; "$PYTHON" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)
+VENV="$CACHE/venv-$key"
+if [ ! -f "$VENV/.complete" ]; then
+  echo "bootstrap: creating $VENV (first run on this machine takes a few minutes)"
+  rm -rf "$VENV"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip==25.3 setuptools==80.9.0 wheel==0.45.1
+  "$VENV/bin/pip" install -q -r "$ROOT/requirements.txt"
+  touch "$VENV/.complete"
+fi
+ln -sfn "$VENV" "$ROOT/.venv"
+
+# The project itself: editable, so the checkout is the code; this compiles the Cython extension.
+stamp="$ROOT/.venv-installed"
+src_key=$(cd "$ROOT" && cat setup.py pyproject.toml $(ls risk_core/*.pyx risk_core/*.pxd risk_core/src/*.cpp risk_core/include/*.hpp 2>/dev/null) | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$src_key:$VENV" ] || ! "$VENV/bin/python" -c 'import streams, ops' 2>/dev/null; then
+  echo "bootstrap: installing the project into $VENV"
+  (cd "$ROOT" && "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e .)
+  echo "$src_key:$VENV" > "$stamp"
+fi

@@ -1,0 +1,1 @@
+"""The agentic trading pipeline: Faust agents, codecs, topics and settings."""

@@ -1,0 +1,85 @@
+"""`algo provision`: topics, schemas and SQL migrations; idempotent."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from streams.codecs import registry_client
+from streams.errors import ProvisionError
+from streams.migrations import migrate
+from streams.schemas import schema_str
+from streams.settings import Settings
+from streams.topics import ALL_TOPICS, TopicSpec
+
+
+@dataclass
+class ProvisionReport:
+    topics_created: list[str] = field(default_factory=list)
+    topics_existing: list[str] = field(default_factory=list)
+    schemas: dict[str, int] = field(default_factory=dict)  # subject -> schema id
+    migrations_applied: list[str] = field(default_factory=list)
+
+
+def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = ALL_TOPICS) -> tuple[list[str], list[str]]:
+    admin = AdminClient(settings.kafka_config())
+    try:
+        existing = admin.list_topics(timeout=10).topics
+    except KafkaException as error:
+        raise ProvisionError(f"Kafka at {settings.kafka_bootstrap} does not answer ({error}); is `algo stack up` done?") from error
+    new = [
+        NewTopic(s.name, num_partitions=s.partitions or settings.topic_partitions, replication_factor=1, config=s.config())
+        for s in specs if s.name not in existing
+    ]
+    created = []
+    for name, future in (admin.create_topics(new, operation_timeout=30) if new else {}).items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as error:
+            if error.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise ProvisionError(f"cannot create topic {name}: {error}") from error
+    # existing topics get their configuration brought in line (retention, cleanup policy)
+    kept = [s for s in specs if s.name in existing]
+    if kept:
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, s.name, set_config=s.config()) for s in kept]
+        for resource, future in admin.alter_configs(resources).items():
+            try:
+                future.result()
+            except KafkaException as error:
+                raise ProvisionError(f"cannot configure topic {resource.name}: {error}") from error
+    return created, [s.name for s in kept]
+
+
+def register_schemas(settings: Settings, specs: tuple[TopicSpec, ...] = ALL_TOPICS) -> dict[str, int]:
+    """Registers each topic's value schema under <topic>-value with BACKWARD compatibility."""
+    from confluent_kafka.schema_registry import Schema
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    client = registry_client(settings.schema_registry_url)
+    ids = {}
+    try:
+        client.set_compatibility(level="BACKWARD")
+        for spec in specs:
+            ids[spec.subject] = client.register_schema(spec.subject, Schema(schema_str(spec.schema), "AVRO"))
+            client.set_compatibility(subject_name=spec.subject, level="BACKWARD")
+    except SchemaRegistryError as error:
+        raise ProvisionError(f"schema registry refused: {error}") from error
+    except Exception as error:  # connection errors surface as httpx exceptions
+        raise ProvisionError(
+            f"schema registry at {settings.schema_registry_url} does not answer ({error}); is `algo stack up` done?"
+        ) from error
+    return ids
+
+
+def provision(settings: Settings, progress: Callable[[str], None] = print) -> ProvisionReport:
+    report = ProvisionReport()
+    progress("topics ...")
+    report.topics_created, report.topics_existing = ensure_topics(settings)
+    progress("schemas ...")
+    report.schemas = register_schemas(settings)
+    progress("migrations ...")
+    report.migrations_applied = [f"{m.version:03d}_{m.name}" for m in migrate(settings.database_url)]
+    return report

@@ -31,7 +31,7 @@ MAGIC_BYTE = 0
 @lru_cache(maxsize=8)
 def registry_client(url: str) -> SchemaRegistryClient:
     """One client per registry URL and process, so schema ids are cached once."""
-    return SchemaRegistryClient({"url": url})
+    return SchemaRegistryClient.new_client({"url": url})  # mock:// URLs give the in-process mock
 
 
 class AvroCodec:

@@ -23,7 +23,7 @@ def schema_str(name: str) -> str:
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in SCHEMA_DIR.glob("*.avsc")))
         raise CodecError(f"no schema named {name!r} in {SCHEMA_DIR} (known: {known})")
-    return path.read_text()
+    return path.read_text().strip()
 
 
 @lru_cache(maxsize=None)

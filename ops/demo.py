@@ -1,0 +1,156 @@
+"""`algo demo`: the whole pipeline on bundled data, ending with a summary of what landed in Postgres.
+
+Steps: stack up -> provision -> start the bars and persistence workers -> replay the dataset as
+fast as possible -> wait until every source bar is in market_data -> summary -> stop the workers.
+The stack stays up (stop it with `algo stack down`).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+
+from streams.errors import AlgoError
+from streams.settings import Settings
+
+DEMO_WORKERS = ("bars", "persistence")
+
+
+def start_workers(settings: Settings, names=DEMO_WORKERS) -> list[subprocess.Popen]:
+    log_dir = settings.run_dir / "workers"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    processes = []
+    for name in names:
+        log = open(log_dir / f"{name}.log", "ab")
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", name], stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "ALGO_WORKER": name}, start_new_session=True,
+        ))
+    return processes
+
+
+def stop_workers(processes: list[subprocess.Popen], timeout: float = 20) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _count_since(conn: psycopg.Connection, since: datetime, interval: str, symbols: list[str]) -> int:
+    return conn.execute(
+        "SELECT count(*) FROM market_data WHERE updated_at >= %s AND interval = %s AND symbol = ANY(%s)",
+        (since, interval, symbols),
+    ).fetchone()[0]
+
+
+def wait_for_bars(settings: Settings, since: datetime, expected: int, symbols: list[str],
+                  workers: list[subprocess.Popen], timeout: float = 300) -> tuple[int, float]:
+    """Polls market_data until `expected` bars were written since `since`; returns (count, time of last)."""
+    deadline = time.monotonic() + timeout
+    last_count, last_change = -1, time.monotonic()
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        while True:
+            count = _count_since(conn, since, settings.bar_interval, symbols)
+            if count != last_count:
+                last_count, last_change = count, time.monotonic()
+            if count >= expected:
+                return count, last_change
+            dead = [w for w in workers if w.poll() is not None]
+            if dead:
+                raise AlgoError(f"a worker exited (status {dead[0].returncode}); see {settings.run_dir / 'workers'}")
+            if time.monotonic() > deadline:
+                raise AlgoError(f"only {count} of {expected} bars reached Postgres in {timeout:.0f} s; "
+                                f"see the worker logs in {settings.run_dir / 'workers'}")
+            time.sleep(0.25)
+
+
+def summary_rows(settings: Settings, symbols: list[str]) -> list[dict]:
+    with psycopg.connect(settings.database_url) as conn:
+        rows = conn.execute(
+            """SELECT symbol, count(*), min(ts), max(ts),
+                      (array_agg(close ORDER BY ts DESC))[1], sum(volume)
+               FROM market_data WHERE interval = %s AND symbol = ANY(%s) GROUP BY symbol ORDER BY symbol""",
+            (settings.bar_interval, symbols),
+        ).fetchall()
+    return [{"symbol": r[0], "bars": r[1], "first": r[2].date().isoformat(), "last": r[3].date().isoformat(),
+             "last_close": float(r[4]), "volume": float(r[5])} for r in rows]
+
+
+def run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool = False) -> dict:
+    from ops import stack
+    from ops.provision import provision
+    from streams.datasets import load_dataset
+    from streams.replay import replay
+
+    say = (lambda _: None) if quiet else (lambda s: print(f"demo: {s}", flush=True))
+    series = load_dataset(dataset, symbols)
+    names = [s.symbol for s in series]
+    started = time.perf_counter()
+    stack.up(settings, progress=say)
+    stack_seconds = time.perf_counter() - started
+    provision(settings, progress=say)
+    say(f"starting workers {', '.join(DEMO_WORKERS)} (logs in {settings.run_dir / 'workers'})")
+    workers = start_workers(settings)
+    try:
+        since = datetime.now(timezone.utc)
+        say(f"replaying {dataset}: {', '.join(names)}")
+        replay_started = time.monotonic()
+        report = replay(settings, series, f"replay:{dataset}", show_progress=not quiet)
+        expected = sum(len(s) for s in series) if settings.bar_interval_seconds == 86400 else 1
+        say(f"waiting for {expected} bars in Postgres")
+        persisted, last_write = wait_for_bars(settings, since, expected, names, workers)
+        pipeline_seconds = last_write - replay_started
+    finally:
+        stop_workers(workers)
+    per_symbol = summary_rows(settings, names)
+    with psycopg.connect(settings.database_url) as conn:
+        duplicates = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM market_data GROUP BY symbol, interval, ts HAVING count(*) > 1) d"
+        ).fetchone()[0]
+    return {
+        "dataset": dataset,
+        "symbols": names,
+        "stack_up_seconds": round(stack_seconds, 2),
+        "ticks_published": report.ticks,
+        "replay_seconds": round(report.seconds, 3),
+        "ticks_per_second": round(report.ticks_per_second, 1),
+        "bars_persisted": persisted,
+        "pipeline_seconds": round(pipeline_seconds, 3),
+        "bars_per_second": round(persisted / pipeline_seconds, 1) if pipeline_seconds > 0 else None,
+        "duplicate_rows": duplicates,
+        "per_symbol": per_symbol,
+    }
+
+
+def print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"market_data after the demo ({summary['dataset']})")
+    for column in ("symbol", "bars", "first", "last", "last close", "volume"):
+        table.add_column(column, justify="right" if column not in ("symbol",) else "left")
+    for row in summary["per_symbol"]:
+        table.add_row(row["symbol"], str(row["bars"]), row["first"], row["last"], f"{row['last_close']:.2f}",
+                      f"{row['volume']:,.0f}")
+    console = Console()
+    console.print(table)
+    console.print(
+        f"ticks published: {summary['ticks_published']:,} in {summary['replay_seconds']} s "
+        f"({summary['ticks_per_second']:,.0f} ticks/s); bars persisted: {summary['bars_persisted']:,} in "
+        f"{summary['pipeline_seconds']} s ({summary['bars_per_second']:,.0f} bars/s end to end); "
+        f"duplicate rows: {summary['duplicate_rows']}"
+    )
+    console.print("inspect: `algo tail market.bars --from-beginning --limit 5`, psql on DATABASE_URL; "
+                  "stop everything with `algo stack down`")

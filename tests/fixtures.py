@@ -1,0 +1,50 @@
+"""Shared builders for records of every schema, valid by default; override fields per test."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+T0 = datetime(2001, 2, 5, 14, 30, tzinfo=timezone.utc)
+
+
+def tick(**overrides) -> dict:
+    record = {"symbol": "AAPL", "ts": T0, "price": 100.0, "size": 10.0, "source": "test", "seq": 0}
+    record.update(overrides)
+    return record
+
+
+def bar(**overrides) -> dict:
+    record = {"symbol": "AAPL", "interval": "1d", "ts": T0.replace(hour=0, minute=0), "open": 100.0, "high": 105.0,
+              "low": 99.0, "close": 104.0, "volume": 1000.0, "tick_count": 4}
+    record.update(overrides)
+    return record
+
+
+def signal(**overrides) -> dict:
+    record = {"signal_id": str(uuid.uuid4()), "agent": "technical", "symbol": "AAPL", "ts": T0, "action": "BUY",
+              "confidence": 0.7, "rationale": "fast SMA above slow", "model_version": "sma-10-50",
+              "input_refs": ["bar:AAPL:1d:2001-02-05"]}
+    record.update(overrides)
+    return record
+
+
+def decision(**overrides) -> dict:
+    record = {"decision_id": str(uuid.uuid4()), "symbol": "AAPL", "ts": T0, "action": "BUY", "target_position": 0.5,
+              "agreement": 0.8, "rationale": "2 of 2 agents agree",
+              "votes": [{"signal_id": "s1", "agent": "technical", "action": "BUY", "confidence": 0.7, "weight": 1.0}]}
+    record.update(overrides)
+    return record
+
+
+def agent_log(**overrides) -> dict:
+    record = {"log_id": str(uuid.uuid4()), "agent": "bars", "ts": T0, "level": "INFO", "message": "hello",
+              "context": {"k": "v"}}
+    record.update(overrides)
+    return record
+
+
+def news_item(**overrides) -> dict:
+    record = {"id": str(uuid.uuid4()), "ts": T0, "source": "wire", "headline": "Apple beats estimates",
+              "body": "", "symbols": ["AAPL"], "url": None}
+    record.update(overrides)
+    return record

@@ -152,6 +152,11 @@ def demo(dataset: str, symbols: str, as_json: bool) -> None:
         print_summary(summary)
 
 
+from ops.stack_cli import stack  # noqa: E402
+
+cli.add_command(stack)
+
+
 def main() -> None:
     cli(prog_name="algo")
 

@@ -46,6 +46,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -1015,8 +1016,10 @@ class Registry(_Service):
 
     def prepare(self, progress: Progress) -> None:
         _require_loopback(self.host_port()[0], "SCHEMA_REGISTRY_URL")
-        self.jar = fetch_apicurio(self.settings, progress)
-        self.java = _java(self.settings, REGISTRY_JAVA, progress)
+        with ThreadPoolExecutor(max_workers=1) as pool:  # the Java 21 runtime and the app, side by side
+            java = pool.submit(_java, self.settings, REGISTRY_JAVA, progress)
+            self.jar = fetch_apicurio(self.settings, progress)
+            self.java = java.result()
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def command(self) -> list[str]:
@@ -1126,7 +1129,8 @@ def up(settings: Settings, progress: Progress = print) -> list[ServiceStatus]:
     def run(name: str) -> None:
         try:
             if name == "registry":
-                services[name].prepare(say)  # fetch while Postgres starts
+                if services[name].our_pid() is None:
+                    services[name].prepare(say)  # fetch while Postgres starts
                 postgres_done.wait()
                 if "postgres" in errors:
                     raise StackError("not started because Postgres (its storage) failed")

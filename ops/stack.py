@@ -168,8 +168,8 @@ def _listening_inodes(port: int) -> set[str]:
     return inodes
 
 
-def port_holder(port: int) -> str | None:
-    """Who listens on `port` (any address): 'pid 123 (cmdline)', 'an unknown process', or None."""
+def _port_holder_pid(port: int) -> int | None:
+    """The pid of a process listening on `port` (any address), if this user can see it."""
     inodes = _listening_inodes(port)
     if not inodes:
         return None
@@ -181,11 +181,20 @@ def port_holder(port: int) -> str | None:
             for fd in (proc / "fd").iterdir():
                 with contextlib.suppress(OSError):
                     if os.readlink(fd) in wanted:
-                        cmd = _cmdline(int(proc.name)).strip()
-                        return f"pid {proc.name} ({cmd[:160]})"
+                        return int(proc.name)
         except OSError:
             continue
-    return "a process this user cannot see"
+    return None
+
+
+def port_holder(port: int) -> str | None:
+    """Who listens on `port` (any address): 'pid 123 (cmdline)', 'a process ... cannot see', or None."""
+    if not _listening_inodes(port):
+        return None
+    pid = _port_holder_pid(port)
+    if pid is None:
+        return "a process this user cannot see"
+    return f"pid {pid} ({_cmdline(pid).strip()[:160]})"
 
 
 def _port_open(host: str, port: int, timeout: float = 0.3) -> bool:
@@ -601,7 +610,8 @@ class _Service:
         self.dir.mkdir(parents=True, exist_ok=True)
         cmd = self.command()
         with open(self.log, "ab") as out:
-            out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} algo stack: {' '.join(cmd)}\n".encode())
+            shown = " ".join(arg.split("=", 1)[0] + "=***" if "password=" in arg else arg for arg in cmd)
+            out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} algo stack: {shown}\n".encode())
             out.flush()
             try:
                 child = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -1088,6 +1098,14 @@ def _ensure(service: _Service, progress: Progress) -> None:
                                    getattr(service, "probe_server", None))
         service.after_start(progress)
         progress(f"{service.name}: already running (pid {pid})")
+        return
+    holder = _port_holder_pid(service.ports()[0])
+    if holder is not None and service.marker() in _cmdline(holder):  # ours, its pid file lost: adopt it
+        service.dir.mkdir(parents=True, exist_ok=True)
+        service.pid_file.write_text(f"{holder}\n")
+        _wait_healthy(service, holder, service.start_timeout, getattr(service, "probe_server", None))
+        service.after_start(progress)
+        progress(f"{service.name}: already running (pid {holder}, pid file restored)")
         return
     host = service.host_port()[0]
     for port in service.ports():

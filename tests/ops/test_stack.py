@@ -314,6 +314,11 @@ def test_up_is_idempotent(isolated_stack: Settings) -> None:
     assert after == before
     assert time.monotonic() - started < 10
 
+    redis = stack.Redis(isolated_stack)  # a lost pid file: the running server is recognised, not refused
+    redis.pid_file.unlink()
+    assert {part.name: part.pid for part in stack.up(isolated_stack, progress=lambda message: None)} == before
+    assert redis.pid_file.read_text().strip() == str(before["redis"])
+
 
 @pytest.mark.integration
 def test_parts_do_their_jobs(isolated_stack: Settings) -> None:

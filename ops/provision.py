@@ -24,7 +24,7 @@ class ProvisionReport:
 
 
 def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = ALL_TOPICS) -> tuple[list[str], list[str]]:
-    admin = AdminClient(settings.kafka_config())
+    admin = AdminClient(settings.kafka_config({"log_level": 3}))
     try:
         existing = admin.list_topics(timeout=10).topics
     except KafkaException as error:

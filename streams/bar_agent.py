@@ -15,7 +15,7 @@ from streams.bars import apply_tick, bar_record, bar_version
 AGENT = "bars"
 ticks_topic = raw_topic("market.ticks")
 bars_topic = avro_topic("market.bars")
-symbol_to_open_bar = app.Table("symbol_to_open_bar", default=None, partitions=settings.topic_partitions)
+symbol_to_open_bar = app.Table("symbol_to_open_bar", partitions=settings.topic_partitions)
 
 # Worker-local bookkeeping for idle flushes (tables can only change inside the stream).
 _last_tick_wall: dict[str, float] = {}
@@ -35,7 +35,7 @@ async def aggregate_bars(stream):
         if tick is None:
             continue
         symbol = tick["symbol"]
-        state, closed = apply_tick(symbol_to_open_bar[symbol], tick, interval, interval_s)
+        state, closed = apply_tick(symbol_to_open_bar.get(symbol), tick, interval, interval_s)
         symbol_to_open_bar[symbol] = state
         _last_tick_wall[symbol] = time.monotonic()
         for bar in closed:

@@ -47,10 +47,10 @@ def replay(
     if speed < 0:
         raise AlgoError("--speed must be >= 0 (0 means as fast as possible)")
     codec = CodecRegistry(settings.schema_registry_url).for_topic(TOPIC)
-    producer = Producer(settings.kafka_config(
-        linger_ms=10, acks="all", enable_idempotence=True, compression_type="lz4",
-        queue_buffering_max_messages=200_000,
-    ))
+    producer = Producer(settings.kafka_config({
+        "linger.ms": 10, "acks": "all", "enable.idempotence": True,
+        "queue.buffering.max.messages": 200_000,
+    }))
     failures: list[str] = []
 
     def on_delivery(error, _message) -> None:

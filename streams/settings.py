@@ -123,13 +123,13 @@ class Settings:
     def faust_broker(self) -> str:
         return ";".join("kafka://" + b.strip().removeprefix("kafka://") for b in self.kafka_bootstrap.split(","))
 
-    def kafka_config(self, **overrides: object) -> dict[str, object]:
+    def kafka_config(self, overrides: Mapping[str, object] | None = None) -> dict[str, object]:
         """librdkafka's dotted keys for confluent-kafka producers, consumers and admin clients."""
         config: dict[str, object] = {
             "bootstrap.servers": ",".join(b.strip().removeprefix("kafka://") for b in self.kafka_bootstrap.split(",")),
             "client.id": self.app_id,
         }
-        config.update({key.replace("_", "."): value for key, value in overrides.items()})
+        config.update(overrides or {})
         return config
 
     def registry_config(self) -> dict[str, str]:

@@ -40,10 +40,10 @@ def tail(
 
     deserializer = AvroDeserializer(registry_client(settings.schema_registry_url))
     context = SerializationContext(topic, MessageField.VALUE)
-    consumer = Consumer(settings.kafka_config(
-        group_id=f"algo-tail-{uuid.uuid4().hex[:8]}", enable_auto_commit=False,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-    ))
+    consumer = Consumer(settings.kafka_config({
+        "group.id": f"algo-tail-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+        "auto.offset.reset": "earliest" if from_beginning else "latest",
+    }))
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         if metadata.topics[topic].error is not None:

@@ -341,7 +341,7 @@ def test_parts_do_their_jobs(isolated_stack: Settings) -> None:
     producer = Producer(isolated_stack.kafka_config())
     producer.produce(topic, key=b"k", value=b"hello")
     assert producer.flush(30) == 0
-    consumer = Consumer(isolated_stack.kafka_config(group_id=f"g-{topic}", auto_offset_reset="earliest"))
+    consumer = Consumer(isolated_stack.kafka_config({"group.id": f"g-{topic}", "auto.offset.reset": "earliest"}))
     consumer.subscribe([topic])
     try:
         deadline, value = time.monotonic() + 30, None

@@ -14,7 +14,7 @@ def test_defaults_point_at_the_local_stack():
 def test_environment_overrides_and_librdkafka_keys():
     s = Settings.from_env({"KAFKA_BOOTSTRAP": "kafka:29092", "DATABASE_URL": "postgresql://u:p@db:6543/x",
                            "BAR_INTERVAL": "15m"})
-    assert s.kafka_config(group_id="g", enable_auto_commit=False) == {
+    assert s.kafka_config({"group.id": "g", "enable.auto.commit": False}) == {
         "bootstrap.servers": "kafka:29092", "client.id": "algo", "group.id": "g", "enable.auto.commit": False}
     assert s.faust_broker == "kafka://kafka:29092"
     assert s.postgres_host_port == ("db", 6543) and s.postgres_user_password_db == ("u", "p", "x")

@@ -156,6 +156,10 @@ from ops.stack_cli import stack  # noqa: E402
 
 cli.add_command(stack)
 
+from risk_core.cli import backtest  # noqa: E402
+
+cli.add_command(backtest)
+
 
 def main() -> None:
     cli(prog_name="algo")

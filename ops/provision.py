@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 from streams.codecs import registry_client
 from streams.errors import ProvisionError
@@ -44,8 +44,13 @@ def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = ALL_TOPICS)
     # existing topics get their configuration brought in line (retention, cleanup policy)
     kept = [s for s in specs if s.name in existing]
     if kept:
-        resources = [ConfigResource(ConfigResource.Type.TOPIC, s.name, set_config=s.config()) for s in kept]
-        for resource, future in admin.alter_configs(resources).items():
+        resources = [
+            ConfigResource(ConfigResource.Type.TOPIC, s.name, incremental_configs=[
+                ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET) for name, value in s.config().items()
+            ])
+            for s in kept
+        ]
+        for resource, future in admin.incremental_alter_configs(resources).items():
             try:
                 future.result()
             except KafkaException as error:

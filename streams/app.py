@@ -19,6 +19,7 @@ from streams.settings import get_settings
 settings = get_settings()
 worker_name = os.environ.get("ALGO_WORKER", "all")
 log = logging.getLogger("algo")
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry request is noise
 
 app = faust.App(
     f"{settings.app_id}-{worker_name}",

@@ -1,0 +1,277 @@
+"""Integration: the real stack (Kafka, Apicurio, Postgres, Redis) started by the `local_stack` fixture."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.schema_registry import Schema
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from ops.provision import provision
+from streams.codecs import CodecRegistry, registry_client
+from streams.migrations import migrate
+from streams.schemas import schema_str
+from tests import fixtures
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def provisioned(local_stack):
+    provision(local_stack, progress=lambda _: None)
+    return local_stack
+
+
+@pytest.fixture(scope="module")
+def workers(provisioned, tmp_path_factory):
+    """`algo worker all` in its own process and consumer group, stopped at the end."""
+    log_path = tmp_path_factory.mktemp("workers") / "worker.log"
+    env = {**os.environ, "ALGO_APP_ID": f"test-{uuid.uuid4().hex[:8]}", "BAR_IDLE_CLOSE_S": "1"}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "all"], cwd=ROOT, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while b"[^Worker]: Ready" not in log_path.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"worker did not become ready:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield process
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    assert b"Crashed" not in log_path.read_bytes(), log_path.read_text()[-3000:]
+
+
+def produce(settings, topic: str, key: bytes, value: bytes) -> tuple[int, int]:
+    """Publishes one message; returns its (partition, offset)."""
+    producer = Producer(settings.kafka_config({"acks": "all"}))
+    delivered = []
+    producer.produce(topic, key=key, value=value, on_delivery=lambda err, msg: delivered.append((err, msg)))
+    producer.flush(15)
+    [(error, message)] = delivered
+    assert error is None, error
+    return message.partition(), message.offset()
+
+
+def wait_for(predicate, timeout: float = 60, every: float = 0.5, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def dead_letters(settings, predicate, timeout: float = 60) -> dict:
+    deserializer = AvroDeserializer(registry_client(settings.schema_registry_url))
+    consumer = Consumer(settings.kafka_config({"group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}))
+    consumer.subscribe(["dead-letter"])
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            record = deserializer(message.value(), SerializationContext("dead-letter", MessageField.VALUE))
+            if predicate(record):
+                return record
+        pytest.fail("no matching dead letter")
+    finally:
+        consumer.close()
+
+
+def bars_in_db(settings, symbol: str) -> list[tuple]:
+    with psycopg.connect(settings.database_url) as conn:
+        return conn.execute("SELECT ts, open, high, low, close, volume, tick_count FROM market_data "
+                            "WHERE symbol = %s ORDER BY ts", (symbol,)).fetchall()
+
+
+def write_csv(path: Path, rows: int) -> None:
+    from streams.datasets import load_dataset
+
+    aapl = load_dataset("stocks", ["AAPL"])[0]
+    lines = ["date,open,high,low,close,volume"]
+    for i in range(rows):
+        lines.append(f"{str(aapl.dates[i])[:10]},{aapl.open[i]},{aapl.high[i]},{aapl.low[i]},{aapl.close[i]},{aapl.volume[i]:.0f}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_provision_is_idempotent(provisioned):
+    again = provision(provisioned, progress=lambda _: None)
+    assert again.topics_created == [] and again.migrations_applied == []
+    assert len(again.topics_existing) == 13 and set(again.schemas) >= {"market.ticks-value", "dead-letter-value"}
+    assert migrate(provisioned.database_url) == []
+    with psycopg.connect(provisioned.database_url) as conn:
+        assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+        assert conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+    client = registry_client(provisioned.schema_registry_url)
+    assert client.get_compatibility("market.ticks-value") == "BACKWARD"
+
+
+def test_replay_ticks_become_bars_in_postgres_once(workers, provisioned, tmp_path):
+    symbol = f"T{uuid.uuid4().hex[:6].upper()}"
+    csv = tmp_path / f"{symbol.lower()}.csv"
+    write_csv(csv, 30)
+    for _ in range(2):  # the second replay must not add rows
+        out = subprocess.run([sys.executable, "-m", "streams.cli", "replay", "--csv", str(csv), "--json"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["ticks"] == 120
+        rows = wait_for(lambda: (r := bars_in_db(provisioned, symbol)) and len(r) == 30 and r, what="30 bars")
+    time.sleep(2)
+    rows = bars_in_db(provisioned, symbol)
+    assert len(rows) == 30
+    from streams.datasets import load_csv
+
+    [series] = load_csv(csv)
+    assert [float(r[4]) for r in rows] == pytest.approx(list(series.close), abs=1e-6)
+    assert [float(r[2]) for r in rows] == pytest.approx(list(series.high), abs=1e-6)
+    assert [float(r[5]) for r in rows] == pytest.approx(list(series.volume), abs=1e-6)
+    assert all(r[6] == 4 for r in rows)
+
+
+def test_undecodable_tick_goes_to_dead_letter_and_pipeline_keeps_running(workers, provisioned, tmp_path):
+    garbage = b"\x00\x00\x00\x00\x01not avro at all"
+    partition, offset = produce(provisioned, "market.ticks", b"GARBAGE", garbage)
+    letter = dead_letters(provisioned, lambda r: r["source_topic"] == "market.ticks" and r["offset"] == offset
+                          and r["partition"] == partition)
+    assert letter["value"] == garbage and letter["key"] == b"GARBAGE" and letter["agent"] == "bars"
+    assert letter["error_type"] == "CodecError" and letter["error"]
+    # still running: new ticks still become bars
+    symbol = f"K{uuid.uuid4().hex[:6].upper()}"
+    csv = tmp_path / f"{symbol.lower()}.csv"
+    write_csv(csv, 5)
+    subprocess.run([sys.executable, "-m", "streams.cli", "replay", "--csv", str(csv)], cwd=ROOT, check=True,
+                   capture_output=True, timeout=120)
+    wait_for(lambda: len(bars_in_db(provisioned, symbol)) == 5, what="bars after a dead letter")
+
+
+def test_constraint_violation_is_dead_lettered_alone(workers, provisioned):
+    codec = CodecRegistry(provisioned.schema_registry_url).for_topic("market.bars")
+    symbol = f"C{uuid.uuid4().hex[:6].upper()}"
+    bad = fixtures.bar(symbol=symbol, high=90.0, low=99.0)  # valid Avro, refused by a CHECK
+    good = fixtures.bar(symbol=symbol, ts=fixtures.T0.replace(day=6, hour=0, minute=0))
+    partition, offset = produce(provisioned, "market.bars", symbol.encode(), codec.encode(bad))
+    produce(provisioned, "market.bars", symbol.encode(), codec.encode(good))
+    letter = dead_letters(provisioned, lambda r: r["source_topic"] == "market.bars" and r["offset"] == offset
+                          and r["partition"] == partition)
+    assert letter["error_type"] == "PersistenceError" and "market_data" in letter["error"]
+    assert codec.decode(letter["value"]) == bad
+    rows = wait_for(lambda: bars_in_db(provisioned, symbol), what="the good bar")
+    assert len(rows) == 1 and float(rows[0][2]) == good["high"]
+
+
+def test_signals_and_logs_persist_idempotently(workers, provisioned):
+    codecs = CodecRegistry(provisioned.schema_registry_url)
+    signal, log = fixtures.signal(), fixtures.agent_log()
+    for _ in range(3):
+        produce(provisioned, "agent.signals", b"AAPL", codecs.for_topic("agent.signals").encode(signal))
+        produce(provisioned, "agent.logs", b"bars", codecs.for_topic("agent.logs").encode(log))
+
+    def rows():
+        with psycopg.connect(provisioned.database_url) as conn:
+            return (conn.execute("SELECT count(*) FROM signals WHERE signal_id = %s", (signal["signal_id"],)).fetchone()[0],
+                    conn.execute("SELECT count(*) FROM agent_logs WHERE log_id = %s", (log["log_id"],)).fetchone()[0])
+
+    wait_for(lambda: rows() == (1, 1), what="one signal row and one log row")
+    time.sleep(2)
+    assert rows() == (1, 1)
+
+
+def test_plain_confluent_consumer_in_another_process_decodes_our_messages(provisioned):
+    codec = CodecRegistry(provisioned.schema_registry_url).for_topic("market.ticks")
+    tick = fixtures.tick(symbol=f"X{uuid.uuid4().hex[:6]}", price=123.25)
+    partition, offset = produce(provisioned, "market.ticks", tick["symbol"].encode(), codec.encode(tick))
+    script = f"""
+import json, sys
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import SerializationContext, MessageField
+consumer = Consumer({{"bootstrap.servers": "{provisioned.kafka_bootstrap}", "group.id": "interop"}})
+consumer.assign([TopicPartition("market.ticks", {partition}, {offset})])
+message = consumer.poll(20)
+value = AvroDeserializer(SchemaRegistryClient({{"url": "{provisioned.schema_registry_url}"}}))(
+    message.value(), SerializationContext("market.ticks", MessageField.VALUE))
+print(json.dumps({{"key": message.key().decode(), "price": value["price"], "ts": value["ts"].isoformat()}}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         cwd="/", env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {
+        "key": tick["symbol"], "price": 123.25, "ts": tick["ts"].isoformat()}
+
+
+def test_kcat_reads_confluent_framed_avro_that_the_registry_resolves(provisioned):
+    """Debian's kcat is built without libserdes (no `-s avro`), so kcat fetches the raw bytes and
+    the writer schema comes from the registry's Confluent API by the id in the frame."""
+    import fastavro
+
+    codec = CodecRegistry(provisioned.schema_registry_url).for_topic("market.bars")
+    bar = fixtures.bar(symbol=f"Y{uuid.uuid4().hex[:6]}")
+    partition, offset = produce(provisioned, "market.bars", bar["symbol"].encode(), codec.encode(bar))
+    out = subprocess.run(["kcat", "-C", "-b", provisioned.kafka_bootstrap, "-t", "market.bars", "-p", str(partition),
+                          "-o", str(offset), "-c", "1", "-e", "-q", "-f", "%k\t%S\t%s"], capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    key, size, raw = out.stdout.split(b"\t", 2)
+    assert key == bar["symbol"].encode() and int(size) == len(raw)
+    assert raw[0] == 0
+    schema_id = int.from_bytes(raw[1:5], "big")
+    response = httpx.get(f"{provisioned.schema_registry_url}/schemas/ids/{schema_id}")
+    schema = fastavro.parse_schema(json.loads(response.json()["schema"]))
+    import io
+
+    decoded = fastavro.schemaless_reader(io.BytesIO(raw[5:]), schema)
+    assert decoded == bar
+
+
+def test_registry_enforces_backward_compatibility(provisioned):
+    client = registry_client(provisioned.schema_registry_url)
+    topic = f"compat-{uuid.uuid4().hex[:8]}"
+    subject = f"{topic}-value"
+    v1 = json.loads(schema_str("MarketTick"))
+    client.register_schema(subject, Schema(json.dumps(v1), "AVRO"))
+    client.set_compatibility(subject_name=subject, level="BACKWARD")
+
+    incompatible = json.loads(json.dumps(v1))
+    incompatible["fields"].append({"name": "venue", "type": "string", "doc": "required, no default"})
+    with pytest.raises(SchemaRegistryError) as refused:
+        client.register_schema(subject, Schema(json.dumps(incompatible), "AVRO"))
+    assert refused.value.http_status_code == 409
+    assert not client.test_compatibility("market.ticks-value", Schema(json.dumps(incompatible), "AVRO"))
+
+    compatible = json.loads(json.dumps(v1))
+    compatible["fields"].append({"name": "venue", "type": ["null", "string"], "default": None, "doc": "optional"})
+    new_id = client.register_schema(subject, Schema(json.dumps(compatible), "AVRO"))
+    assert client.get_latest_version(subject).schema_id == new_id
+
+    # a new-schema message is read by an old consumer (reader schema v1)
+    serializer = AvroSerializer(client, json.dumps(compatible), conf={"auto.register.schemas": False})
+    context = SerializationContext(topic, MessageField.VALUE)
+    record = {**fixtures.tick(), "venue": "XNAS"}
+    data = serializer(record, context)
+    assert int.from_bytes(data[1:5], "big") == new_id
+    produce(provisioned, topic, b"AAPL", data)
+    consumer = Consumer(provisioned.kafka_config({"group.id": f"old-{topic}", "auto.offset.reset": "earliest"}))
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    message = wait_for(lambda: (m := consumer.poll(1)) is not None and not m.error() and m, what="message")
+    consumer.close()
+    old_reader = AvroDeserializer(client, json.dumps(v1))
+    assert old_reader(message.value(), context) == fixtures.tick()

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing (ops/bootstrap.sh), builds and runs the C++ tests
+# (ctest), then the whole pytest suite. Integration tests start the local stack (Kafka, Apicurio,
+# Postgres, Redis) themselves through the `local_stack` fixture and stop it at the end.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+bash ops/bootstrap.sh
+if [ -f risk_core/CMakeLists.txt ]; then
+  cmake -S risk_core -B "${ALGO_CACHE_DIR:-$HOME/.cache/algo}/risk_core-build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "${ALGO_CACHE_DIR:-$HOME/.cache/algo}/risk_core-build" -j 2 >/dev/null
+  ctest --test-dir "${ALGO_CACHE_DIR:-$HOME/.cache/algo}/risk_core-build" --output-on-failure
+fi
+exec .venv/bin/python -m pytest "$@"

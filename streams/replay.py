@@ -48,7 +48,7 @@ def replay(
         raise AlgoError("--speed must be >= 0 (0 means as fast as possible)")
     codec = CodecRegistry(settings.schema_registry_url).for_topic(TOPIC)
     producer = Producer(settings.kafka_config({
-        "linger.ms": 10, "acks": "all", "enable.idempotence": True,
+        "linger.ms": 10, "acks": "all", "enable.idempotence": True, "partitioner": "murmur2_random",
         "queue.buffering.max.messages": 200_000,
     }))
     failures: list[str] = []

@@ -53,6 +53,7 @@ class Settings:
     persist_batch_size: int = 500
     persist_batch_window_s: float = 0.5
     topic_partitions: int = 3
+    offset_reset: str = "earliest"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -87,7 +88,10 @@ class Settings:
             persist_batch_size=number("PERSIST_BATCH_SIZE", defaults.persist_batch_size, int),
             persist_batch_window_s=number("PERSIST_BATCH_WINDOW_S", defaults.persist_batch_window_s, float),
             topic_partitions=number("TOPIC_PARTITIONS", defaults.topic_partitions, int),
+            offset_reset=get("ALGO_OFFSET_RESET", defaults.offset_reset),
         )
+        if settings.offset_reset not in ("earliest", "latest"):
+            raise ConfigError(f"ALGO_OFFSET_RESET={settings.offset_reset!r}: use earliest or latest")
         parse_interval(settings.bar_interval)
         return settings
 

@@ -38,7 +38,9 @@ def provisioned(local_stack):
 def workers(provisioned, tmp_path_factory):
     """`algo worker all` in its own process and consumer group, stopped at the end."""
     log_path = tmp_path_factory.mktemp("workers") / "worker.log"
-    env = {**os.environ, "ALGO_APP_ID": f"test-{uuid.uuid4().hex[:8]}", "BAR_IDLE_CLOSE_S": "1"}
+    # a fresh consumer group that starts at the end, so earlier runs' history is not replayed
+    env = {**os.environ, "ALGO_APP_ID": f"test-{uuid.uuid4().hex[:8]}", "BAR_IDLE_CLOSE_S": "1",
+           "ALGO_OFFSET_RESET": "latest"}
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "all"], cwd=ROOT, env=env,
                                    stdout=log, stderr=subprocess.STDOUT)

@@ -7,8 +7,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 bash ops/bootstrap.sh
 if [ -f risk_core/CMakeLists.txt ]; then
-  cmake -S risk_core -B "${ALGO_CACHE_DIR:-$HOME/.cache/algo}/risk_core-build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "${ALGO_CACHE_DIR:-$HOME/.cache/algo}/risk_core-build" -j 2 >/dev/null
-  ctest --test-dir "${ALGO_CACHE_DIR:-$HOME/.cache/algo}/risk_core-build" --output-on-failure
+  cmake -S risk_core -B build/risk_core -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build build/risk_core -j 2 >/dev/null
+  ctest --test-dir build/risk_core --output-on-failure
 fi
 exec .venv/bin/python -m pytest "$@"

@@ -49,6 +49,7 @@ def replay(
     codec = CodecRegistry(settings.schema_registry_url).for_topic(TOPIC)
     producer = Producer(settings.kafka_config({
         "linger.ms": 10, "acks": "all", "enable.idempotence": True, "partitioner": "murmur2_random",
+        "log_level": 3,  # a fresh broker logs a transient "coordinator load in progress" warning
         "queue.buffering.max.messages": 200_000,
     }))
     failures: list[str] = []

@@ -12,6 +12,7 @@ from streams.errors import AlgoError
 WORKERS = {
     "bars": ("streams.bar_agent",),
     "persistence": ("streams.persistence",),
+    "risk": ("streams.risk_agent",),
 }
 WORKERS["all"] = tuple(module for modules in WORKERS.values() for module in modules)
 

@@ -29,3 +29,12 @@ def local_stack() -> Settings:
     finally:
         if ours:
             stack.down(settings)
+
+
+@pytest.fixture(scope="session")
+def provisioned(local_stack) -> Settings:
+    """The local stack with topics, schemas and migrations in place."""
+    from ops.provision import provision
+
+    provision(local_stack, progress=lambda _: None)
+    return local_stack

@@ -48,3 +48,18 @@ def news_item(**overrides) -> dict:
               "body": "", "symbols": ["AAPL"], "url": None}
     record.update(overrides)
     return record
+
+
+def fill(**overrides) -> dict:
+    record = {"fill_id": str(uuid.uuid4()), "order_id": str(uuid.uuid4()), "account": "paper", "symbol": "AAPL",
+              "ts": T0, "side": "BUY", "quantity": 100.0, "price": 100.0, "fee": 1.0}
+    record.update(overrides)
+    return record
+
+
+def backtest_request(**overrides) -> dict:
+    record = {"request_id": str(uuid.uuid4()), "ts": T0, "symbol": "AAPL", "strategy": "sma",
+              "params": {"fast": 10.0, "slow": 50.0}, "fee_bps": 1.0, "slippage_bps": 1.0,
+              "initial_cash": 100_000.0, "start": None, "end": None}
+    record.update(overrides)
+    return record

@@ -1,6 +1,7 @@
 """Integration: the real stack (Kafka, Apicurio, Postgres, Redis) started by the `local_stack` fixture."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry import Schema
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -23,80 +24,20 @@ from streams.codecs import CodecRegistry, registry_client
 from streams.migrations import migrate
 from streams.schemas import schema_str
 from tests import fixtures
+from tests.kafka_tools import ROOT, Worker, first_matching, produce, wait_for
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def provisioned(local_stack):
-    provision(local_stack, progress=lambda _: None)
-    return local_stack
 
 
 @pytest.fixture(scope="module")
 def workers(provisioned, tmp_path_factory):
-    """`algo worker all` in its own process and consumer group, stopped at the end."""
-    log_path = tmp_path_factory.mktemp("workers") / "worker.log"
-    # a fresh consumer group that starts at the end, so earlier runs' history is not replayed
-    env = {**os.environ, "ALGO_APP_ID": f"test-{uuid.uuid4().hex[:8]}", "BAR_IDLE_CLOSE_S": "1",
-           "ALGO_OFFSET_RESET": "latest"}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "all"], cwd=ROOT, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while b"[^Worker]: Ready" not in log_path.read_bytes():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"worker did not become ready:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.5)
-    yield process
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    assert b"Crashed" not in log_path.read_bytes(), log_path.read_text()[-3000:]
-
-
-def produce(settings, topic: str, key: bytes, value: bytes) -> tuple[int, int]:
-    """Publishes one message; returns its (partition, offset)."""
-    producer = Producer(settings.kafka_config({"acks": "all"}))
-    delivered = []
-    producer.produce(topic, key=key, value=value, on_delivery=lambda err, msg: delivered.append((err, msg)))
-    producer.flush(15)
-    [(error, message)] = delivered
-    assert error is None, error
-    return message.partition(), message.offset()
-
-
-def wait_for(predicate, timeout: float = 60, every: float = 0.5, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
+    worker = Worker("all", tmp_path_factory.mktemp("workers") / "worker.log")
+    yield worker
+    worker.stop()
 
 
 def dead_letters(settings, predicate, timeout: float = 60) -> dict:
-    deserializer = AvroDeserializer(registry_client(settings.schema_registry_url))
-    consumer = Consumer(settings.kafka_config({"group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}))
-    consumer.subscribe(["dead-letter"])
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None or message.error():
-                continue
-            record = deserializer(message.value(), SerializationContext("dead-letter", MessageField.VALUE))
-            if predicate(record):
-                return record
-        pytest.fail("no matching dead letter")
-    finally:
-        consumer.close()
+    return first_matching(settings, "dead-letter", predicate, timeout)
 
 
 def bars_in_db(settings, symbol: str) -> list[tuple]:
@@ -238,8 +179,6 @@ def test_kcat_reads_confluent_framed_avro_that_the_registry_resolves(provisioned
     schema_id = int.from_bytes(raw[1:5], "big")
     response = httpx.get(f"{provisioned.schema_registry_url}/schemas/ids/{schema_id}")
     schema = fastavro.parse_schema(json.loads(response.json()["schema"]))
-    import io
-
     decoded = fastavro.schemaless_reader(io.BytesIO(raw[5:]), schema)
     assert decoded == bar
 

@@ -1,0 +1,90 @@
+"""Helpers for integration tests: publish, wait, and read matching records back from a topic."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from streams.codecs import registry_client
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def produce(settings, topic: str, key: bytes, value: bytes) -> tuple[int, int]:
+    """Publishes one message (murmur2, like Faust); returns its (partition, offset)."""
+    producer = Producer(settings.kafka_config({"acks": "all", "partitioner": "murmur2_random"}))
+    delivered = []
+    producer.produce(topic, key=key, value=value, on_delivery=lambda err, msg: delivered.append((err, msg)))
+    producer.flush(15)
+    [(error, message)] = delivered
+    assert error is None, error
+    return message.partition(), message.offset()
+
+
+def wait_for(predicate, timeout: float = 60, every: float = 0.5, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def first_matching(settings, topic: str, predicate, timeout: float = 60) -> dict:
+    """The first decoded record on `topic` (from the beginning) that satisfies `predicate`."""
+    deserializer = AvroDeserializer(registry_client(settings.schema_registry_url))
+    context = SerializationContext(topic, MessageField.VALUE)
+    consumer = Consumer(settings.kafka_config({"group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}))
+    consumer.subscribe([topic])
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            record = deserializer(message.value(), context)
+            if predicate(record):
+                return record
+        pytest.fail(f"no matching record on {topic} within {timeout} s")
+    finally:
+        consumer.close()
+
+
+class Worker:
+    """`algo worker NAME` in its own process and consumer group (starting at the topic ends)."""
+
+    def __init__(self, name: str, log_path: Path, **env: str) -> None:
+        self.log_path = log_path
+        self.environment = env
+        environment = {**os.environ, "ALGO_APP_ID": f"test-{uuid.uuid4().hex[:8]}", "ALGO_OFFSET_RESET": "latest",
+                       "BAR_IDLE_CLOSE_S": "1", **env}
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", name], cwd=ROOT,
+                                            env=environment, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
+        while b"[^Worker]: Ready" not in log_path.read_bytes():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                pytest.fail(f"worker {name} did not become ready:\n{self.log()[-3000:]}")
+            time.sleep(0.5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        assert "Crashed" not in self.log(), self.log()[-3000:]

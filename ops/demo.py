@@ -1,8 +1,9 @@
 """`algo demo`: the whole pipeline on bundled data, ending with a summary of what landed in Postgres.
 
-Steps: stack up -> provision -> start the bars and persistence workers -> replay the dataset as
-fast as possible -> wait until every source bar is in market_data -> summary -> stop the workers.
-The stack stays up (stop it with `algo stack down`).
+Steps: stack up -> provision -> start the bars, persistence and risk workers -> replay the dataset
+as fast as possible -> wait until every source bar is in market_data -> ask the Risk agent, over
+Kafka, for an SMA-crossover backtest of each symbol on the bars that landed -> summary -> stop the
+workers. The stack stays up (stop it with `algo stack down`).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import psycopg
 from streams.errors import AlgoError
 from streams.settings import Settings
 
-DEMO_WORKERS = ("bars", "persistence")
+DEMO_WORKERS = ("bars", "persistence", "risk")
 
 
 def start_workers(settings: Settings, names=DEMO_WORKERS) -> list[subprocess.Popen]:
@@ -27,12 +28,27 @@ def start_workers(settings: Settings, names=DEMO_WORKERS) -> list[subprocess.Pop
     log_dir.mkdir(parents=True, exist_ok=True)
     processes = []
     for name in names:
-        log = open(log_dir / f"{name}.log", "ab")
+        log = open(log_dir / f"{name}.log", "wb")  # one run per log, so readiness is this run's
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker", name], stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, "ALGO_WORKER": name}, start_new_session=True,
         ))
     return processes
+
+
+def wait_ready(settings: Settings, processes: list[subprocess.Popen], names=DEMO_WORKERS, timeout: float = 120) -> None:
+    """Waits until every worker has joined its group and recovered its tables."""
+    logs = [settings.run_dir / "workers" / f"{name}.log" for name in names]
+    deadline = time.monotonic() + timeout
+    pending = set(logs)
+    while pending:
+        for log in list(pending):
+            if b"[^Worker]: Ready" in log.read_bytes():
+                pending.discard(log)
+        dead = [p for p in processes if p.poll() is not None]
+        if dead or time.monotonic() > deadline:
+            raise AlgoError(f"worker(s) not ready: {', '.join(l.name for l in pending)}; see {settings.run_dir / 'workers'}")
+        time.sleep(0.25)
 
 
 def stop_workers(processes: list[subprocess.Popen], timeout: float = 20) -> None:
@@ -76,6 +92,49 @@ def wait_for_bars(settings: Settings, since: datetime, expected: int, symbols: l
             time.sleep(0.25)
 
 
+def request_backtests(settings: Settings, symbols: list[str], timeout: float = 120) -> dict[str, dict]:
+    """One BacktestRequest per symbol on backtest.requests; the BacktestResults, by symbol."""
+    import uuid
+
+    from confluent_kafka import Consumer, Producer
+
+    from streams.codecs import CodecRegistry
+
+    codecs = CodecRegistry(settings.schema_registry_url)
+    consumer = Consumer(settings.kafka_config({"group.id": f"algo-demo-{uuid.uuid4().hex[:8]}",
+                                               "auto.offset.reset": "latest", "log_level": 3}))
+    consumer.subscribe(["backtest.results"])
+    deadline = time.monotonic() + 30
+    while not consumer.assignment() and time.monotonic() < deadline:
+        consumer.poll(0.2)
+    producer = Producer(settings.kafka_config({"partitioner": "murmur2_random", "log_level": 3}))
+    wanted = {}
+    for symbol in symbols:
+        request = {"request_id": str(uuid.uuid4()), "ts": datetime.now(timezone.utc), "symbol": symbol,
+                   "strategy": "sma", "params": {"fast": 20.0, "slow": 100.0}, "fee_bps": 1.0,
+                   "slippage_bps": 1.0, "initial_cash": 100_000.0, "start": None, "end": None}
+        wanted[request["request_id"]] = symbol
+        producer.produce("backtest.requests", key=request["request_id"].encode(),
+                         value=codecs.for_topic("backtest.requests").encode(request))
+    producer.flush(15)
+    results: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while len(results) < len(wanted) and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            result = codecs.for_topic("backtest.results").decode(message.value())
+            if result["request_id"] in wanted:
+                results[wanted[result["request_id"]]] = result
+    finally:
+        consumer.close()
+    if len(results) < len(wanted):
+        raise AlgoError(f"the risk agent answered {len(results)} of {len(wanted)} backtest requests in {timeout:.0f} s; "
+                        f"see {settings.run_dir / 'workers' / 'risk.log'}")
+    return results
+
+
 def summary_rows(settings: Settings, symbols: list[str]) -> list[dict]:
     with psycopg.connect(settings.database_url) as conn:
         rows = conn.execute(
@@ -104,6 +163,7 @@ def run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool =
     say(f"starting workers {', '.join(DEMO_WORKERS)} (logs in {settings.run_dir / 'workers'})")
     workers = start_workers(settings)
     try:
+        wait_ready(settings, workers)
         since = datetime.now(timezone.utc)
         say(f"replaying {dataset}: {', '.join(names)}")
         replay_started = time.monotonic()
@@ -112,9 +172,15 @@ def run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool =
         say(f"waiting for {expected} bars in Postgres")
         persisted, last_write = wait_for_bars(settings, since, expected, names, workers)
         pipeline_seconds = last_write - replay_started
+        say("asking the risk agent for an SMA(20/100) backtest of each symbol over Kafka")
+        backtests = request_backtests(settings, names)
     finally:
         stop_workers(workers)
     per_symbol = summary_rows(settings, names)
+    for row in per_symbol:
+        result = backtests[row["symbol"]]
+        row["backtest"] = {"error": result["error"], "bars": result["bars"], "engine_us": result["elapsed_us"],
+                           **{k: result["stats"].get(k) for k in ("total_return", "sharpe", "max_drawdown", "trades")}}
     with psycopg.connect(settings.database_url) as conn:
         duplicates = conn.execute(
             "SELECT count(*) FROM (SELECT 1 FROM market_data GROUP BY symbol, interval, ts HAVING count(*) > 1) d"
@@ -139,12 +205,17 @@ def print_summary(summary: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"market_data after the demo ({summary['dataset']})")
-    for column in ("symbol", "bars", "first", "last", "last close", "volume"):
-        table.add_column(column, justify="right" if column not in ("symbol",) else "left")
+    columns = ("symbol", "bars", "first", "last", "last close", "volume",
+               "SMA 20/100 return", "sharpe", "max DD", "trades", "engine µs")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "symbol" else "right")
     for row in summary["per_symbol"]:
+        bt = row["backtest"]
+        figures = ([f"{bt['total_return']:+.1%}", f"{bt['sharpe']:.2f}", f"{bt['max_drawdown']:.1%}",
+                    f"{bt['trades']:.0f}", str(bt["engine_us"])] if not bt["error"] else [bt["error"], "", "", "", ""])
         table.add_row(row["symbol"], str(row["bars"]), row["first"], row["last"], f"{row['last_close']:.2f}",
-                      f"{row['volume']:,.0f}")
-    console = Console()
+                      f"{row['volume']:,.0f}", *figures)
+    console = Console(width=max(Console().width, 150))
     console.print(table)
     console.print(
         f"ticks published: {summary['ticks_published']:,} in {summary['replay_seconds']} s "

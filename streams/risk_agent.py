@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 
-import faust
 import numpy as np
 import psycopg
 
@@ -31,19 +30,17 @@ requests_topic = raw_topic("backtest.requests")
 verdicts_topic = avro_topic("risk.verdicts")
 results_topic = avro_topic("backtest.results")
 
-_json_state = faust.Schema(key_serializer="raw", value_serializer="json")
-account_to_portfolio = app.Table("account_to_portfolio", partitions=settings.topic_partitions,
-                                 use_partitioner=True, schema=_json_state)
-symbol_to_market = app.Table("symbol_to_market", partitions=settings.topic_partitions,
-                             use_partitioner=True, schema=_json_state)
+# keyed by account but written from streams keyed by symbol: the partitioner places the key
+account_to_portfolio = app.Table("account_to_portfolio", partitions=settings.topic_partitions, use_partitioner=True)
+symbol_to_market = app.Table("symbol_to_market", partitions=settings.topic_partitions)
 
 
 def _portfolio(account: str) -> dict:
-    return account_to_portfolio.get(account.encode()) or new_portfolio(risk_settings)
+    return account_to_portfolio.get(account) or new_portfolio(risk_settings)
 
 
 def _markets() -> dict[str, dict]:
-    return {key.decode() if isinstance(key, bytes) else key: value for key, value in symbol_to_market.items()}
+    return dict(symbol_to_market.items())
 
 
 @app.agent(bars_topic, name="risk_track_prices")
@@ -52,8 +49,7 @@ async def track_prices(stream):
         bar = await decode_or_dead_letter(event, AGENT)
         if bar is None or bar["interval"] != settings.bar_interval:
             continue
-        key = bar["symbol"].encode()
-        symbol_to_market[key] = update_market(symbol_to_market.get(key), bar)
+        symbol_to_market[bar["symbol"]] = update_market(symbol_to_market.get(bar["symbol"]), bar)
 
 
 @app.agent(fills_topic, name="risk_apply_fills")
@@ -62,7 +58,7 @@ async def apply_fills(stream):
         fill = await decode_or_dead_letter(event, AGENT)
         if fill is None:
             continue
-        account_to_portfolio[fill["account"].encode()] = apply_fill(_portfolio(fill["account"]), fill)
+        account_to_portfolio[fill["account"]] = apply_fill(_portfolio(fill["account"]), fill)
 
 
 @app.agent(decisions_topic, name="risk_judge_decisions")
@@ -76,7 +72,7 @@ async def judge_decisions(stream):
         except AlgoError as error:  # risk_core refused the inputs: keep the message, go on
             await send_dead_letter(event, AGENT, error)
             continue
-        account_to_portfolio[risk_settings.account.encode()] = state
+        account_to_portfolio[risk_settings.account] = state
         await verdicts_topic.send(key=decision["symbol"].encode(), value=verdict)
 
 

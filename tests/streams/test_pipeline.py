@@ -216,3 +216,32 @@ def test_registry_enforces_backward_compatibility(provisioned):
     consumer.close()
     old_reader = AvroDeserializer(client, json.dumps(v1))
     assert old_reader(message.value(), context) == fixtures.tick()
+
+
+def test_open_bar_survives_a_worker_restart(provisioned, tmp_path):
+    """The open bar lives in a changelogged table: a restarted worker recovers it."""
+    codec = CodecRegistry(provisioned.schema_registry_url).for_topic("market.ticks")
+    symbol = f"W{uuid.uuid4().hex[:6].upper()}"
+    day = fixtures.T0.replace(hour=0, minute=0)
+    prices = [10.0, 8.0, 13.0, 12.0]
+    ticks = [fixtures.tick(symbol=symbol, ts=fixtures.T0.replace(hour=14 + i), price=p, size=1.0, seq=i)
+             for i, p in enumerate(prices)]
+    ticks.append(fixtures.tick(symbol=symbol, ts=fixtures.T0.replace(day=6), price=20.0, size=1.0, seq=4))
+    app_id = f"test-{uuid.uuid4().hex[:8]}"
+
+    def send(batch):
+        for tick in batch:
+            produce(provisioned, "market.ticks", symbol.encode(), codec.encode(tick))
+
+    first = Worker("bars", tmp_path / "first.log", ALGO_APP_ID=app_id)
+    send(ticks[:2])
+    first_matching(provisioned, "market.bars", lambda r: r["symbol"] == symbol and r["tick_count"] == 2)  # idle flush
+    first.stop()
+    second = Worker("bars", tmp_path / "second.log", ALGO_APP_ID=app_id)
+    try:
+        send(ticks[2:])
+        bar = first_matching(provisioned, "market.bars", lambda r: r["symbol"] == symbol and r["ts"] == day
+                             and r["tick_count"] == 4, timeout=45)
+        assert (bar["open"], bar["high"], bar["low"], bar["close"], bar["volume"]) == (10.0, 13.0, 8.0, 12.0, 4.0)
+    finally:
+        second.stop()

@@ -54,6 +54,8 @@ class Settings:
     persist_batch_window_s: float = 0.5
     topic_partitions: int = 3
     offset_reset: str = "earliest"
+    api_token: str = ""
+    allowed_origins: tuple[str, ...] = ()
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -89,6 +91,8 @@ class Settings:
             persist_batch_window_s=number("PERSIST_BATCH_WINDOW_S", defaults.persist_batch_window_s, float),
             topic_partitions=number("TOPIC_PARTITIONS", defaults.topic_partitions, int),
             offset_reset=get("ALGO_OFFSET_RESET", defaults.offset_reset),
+            api_token=get("ALGO_API_TOKEN", defaults.api_token),
+            allowed_origins=tuple(o.strip() for o in get("ALGO_ALLOWED_ORIGINS", "").split(",") if o.strip()),
         )
         if settings.offset_reset not in ("earliest", "latest"):
             raise ConfigError(f"ALGO_OFFSET_RESET={settings.offset_reset!r}: use earliest or latest")

@@ -13,6 +13,9 @@ WORKERS = {
     "bars": ("streams.bar_agent",),
     "persistence": ("streams.persistence",),
     "risk": ("streams.risk_agent",),
+    "technical": ("streams.technical_agent",),
+    "consensus": ("streams.consensus_agent",),
+    "broker": ("streams.broker_agent",),
 }
 WORKERS["all"] = tuple(module for modules in WORKERS.values() for module in modules)
 

@@ -139,13 +139,17 @@ def judge(state: dict, decision: dict, markets: Mapping[str, dict], settings: Ri
     state = {**state, "positions": positions}
     state["peak_equity"] = max(state["peak_equity"], equity(state))
     current = positions.get(symbol, {}).get("quantity", 0.0)
+    # the verdict is about the decision's moment (event time), so replays stay deterministic
     verdict = {"verdict_id": str(uuid.uuid4()), "decision_id": decision["decision_id"], "symbol": symbol,
-               "ts": now or datetime.now(timezone.utc), "limits_checked": []}
+               "ts": now or decision["ts"], "limits_checked": []}
     market = markets.get(symbol)
     if market is None:
         return state, {**verdict, "verdict": "REJECT", "requested_quantity": 0.0, "approved_quantity": 0.0,
                        "reason_codes": ["NO_PRICE"]}
     price, account_equity = market["close"], equity(state)
+    if decision["action"] == "HOLD":  # hold keeps what is held, whatever the target says
+        return state, {**verdict, "verdict": "APPROVE", "requested_quantity": 0.0, "approved_quantity": 0.0,
+                       "reason_codes": ["NO_CHANGE"]}
     target = decision["target_position"] * account_equity / price
     if settings.lot_size > 0:
         target = math.copysign(math.floor(abs(target) / settings.lot_size) * settings.lot_size, target)

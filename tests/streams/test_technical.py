@@ -25,7 +25,7 @@ def test_uptrend_buys_downtrend_sells_and_disagreement_holds():
     action, confidence, rationale = vote(closes(up), RULES)
     assert action == "BUY" and 0 < confidence <= 1 and "SMA3/SMA6" in rationale
     assert vote(closes(up[::-1]), RULES)[0] == "SELL"
-    turning = list(up[:15]) + [up[14] * 0.9] * 3  # trend still up, momentum down
+    turning = list(up[:17]) + [up[13] * 0.97]  # trend still up, momentum down
     assert vote(closes(turning), RULES)[0] == "HOLD"
 
 

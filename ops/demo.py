@@ -1,9 +1,10 @@
 """`algo demo`: the whole pipeline on bundled data, ending with a summary of what landed in Postgres.
 
-Steps: stack up -> provision -> start the bars, persistence and risk workers -> replay the dataset
-as fast as possible -> wait until every source bar is in market_data -> ask the Risk agent, over
+Steps: stack up -> provision -> start the workers (bars, persistence, technical, consensus, risk,
+broker) -> replay the dataset -> wait until every source bar is in market_data and the trading loop
+(votes -> decisions -> verdicts -> orders -> fills) has gone quiet -> ask the Risk agent, over
 Kafka, for an SMA-crossover backtest of each symbol on the bars that landed -> summary -> stop the
-workers. The stack stays up (stop it with `algo stack down`).
+workers. Each run trades a fresh paper account (demo-<time>). The stack stays up (`algo stack down`).
 """
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ import psycopg
 from streams.errors import AlgoError
 from streams.settings import Settings
 
-DEMO_WORKERS = ("bars", "persistence", "risk")
+DEMO_WORKERS = ("bars", "persistence", "technical", "consensus", "risk", "broker")
 
 
-def start_workers(settings: Settings, names=DEMO_WORKERS) -> list[subprocess.Popen]:
+def start_workers(settings: Settings, names=DEMO_WORKERS, env: dict | None = None) -> list[subprocess.Popen]:
     log_dir = settings.run_dir / "workers"
     log_dir.mkdir(parents=True, exist_ok=True)
     processes = []
@@ -31,7 +32,7 @@ def start_workers(settings: Settings, names=DEMO_WORKERS) -> list[subprocess.Pop
         log = open(log_dir / f"{name}.log", "wb")  # one run per log, so readiness is this run's
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker", name], stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "ALGO_WORKER": name}, start_new_session=True,
+            env={**os.environ, **(env or {}), "ALGO_WORKER": name}, start_new_session=True,
         ))
     return processes
 
@@ -135,6 +136,52 @@ def request_backtests(settings: Settings, symbols: list[str], timeout: float = 1
     return results
 
 
+def topic_size(settings: Settings, topic: str) -> int:
+    """Messages ever written to a topic: the sum of its partitions' high watermarks."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(settings.kafka_config({"group.id": "algo-demo-watermarks", "log_level": 3}))
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
+    finally:
+        consumer.close()
+
+
+def wait_quiet(settings: Settings, account: str, workers: list[subprocess.Popen], quiet_s: float = 5,
+               timeout: float = 300) -> None:
+    """Waits until decisions, verdicts and the account's fills stop changing for `quiet_s` seconds."""
+    deadline, last, since = time.monotonic() + timeout, None, time.monotonic()
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            now = (topic_size(settings, "consensus.decisions"), topic_size(settings, "risk.verdicts"),
+                   conn.execute("SELECT count(*) FROM fills WHERE account = %s", (account,)).fetchone()[0])
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return
+            if any(w.poll() is not None for w in workers):
+                raise AlgoError(f"a worker exited; see {settings.run_dir / 'workers'}")
+            time.sleep(0.5)
+
+
+def trading_rows(settings: Settings, account: str) -> tuple[dict, dict[str, dict]]:
+    """The account's book and, per symbol, orders, fills and PnL (realised + unrealised, after fees)."""
+    with psycopg.connect(settings.database_url) as conn:
+        book = conn.execute("SELECT cash, equity, realised_pnl, unrealised_pnl, fees, gross_exposure FROM accounts "
+                            "WHERE account = %s", (account,)).fetchone()
+        rows = conn.execute(
+            """SELECT f.symbol, count(*), count(DISTINCT f.order_id),
+                      sum(CASE WHEN f.side = 'SELL' THEN f.quantity * f.price ELSE -f.quantity * f.price END) - sum(f.fee),
+                      coalesce(max(p.quantity), 0), coalesce(max(p.last_price), 0)
+               FROM fills f LEFT JOIN positions p ON p.account = f.account AND p.symbol = f.symbol
+               WHERE f.account = %s GROUP BY f.symbol""", (account,)).fetchall()
+    per_symbol = {r[0]: {"fills": r[1], "orders": r[2], "position": float(r[4]),
+                         "pnl": float(r[3]) + float(r[4]) * float(r[5])} for r in rows}
+    names = ("cash", "equity", "realised_pnl", "unrealised_pnl", "fees", "gross_exposure")
+    return ({k: float(v) for k, v in zip(names, book)} if book else {}), per_symbol
+
+
 def summary_rows(settings: Settings, symbols: list[str]) -> list[dict]:
     with psycopg.connect(settings.database_url) as conn:
         rows = conn.execute(
@@ -147,7 +194,8 @@ def summary_rows(settings: Settings, symbols: list[str]) -> list[dict]:
              "last_close": float(r[4]), "volume": float(r[5])} for r in rows]
 
 
-def run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool = False) -> dict:
+def run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool = False,
+             duration: float | None = None, speed: float = 0.0) -> dict:
     from ops import stack
     from ops.provision import provision
     from streams.datasets import load_dataset
@@ -160,27 +208,38 @@ def run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool =
     stack.up(settings, progress=say)
     stack_seconds = time.perf_counter() - started
     provision(settings, progress=say)
-    say(f"starting workers {', '.join(DEMO_WORKERS)} (logs in {settings.run_dir / 'workers'})")
-    workers = start_workers(settings)
+    account = f"demo-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    decisions_before = topic_size(settings, "consensus.decisions")
+    say(f"starting workers {', '.join(DEMO_WORKERS)} for paper account {account} "
+        f"(logs in {settings.run_dir / 'workers'})")
+    workers = start_workers(settings, env={"RISK_ACCOUNT": account})
     try:
         wait_ready(settings, workers)
         since = datetime.now(timezone.utc)
         say(f"replaying {dataset}: {', '.join(names)}")
         replay_started = time.monotonic()
-        report = replay(settings, series, f"replay:{dataset}", show_progress=not quiet)
+        report = replay(settings, series, f"replay:{dataset}", speed=speed, show_progress=not quiet)
         expected = sum(len(s) for s in series) if settings.bar_interval_seconds == 86400 else 1
         say(f"waiting for {expected} bars in Postgres")
         persisted, last_write = wait_for_bars(settings, since, expected, names, workers)
         pipeline_seconds = last_write - replay_started
+        say("waiting for the trading loop to settle (decisions, verdicts, orders, fills)")
+        wait_quiet(settings, account, workers)
+        loop_seconds = time.monotonic() - replay_started
         say("asking the risk agent for an SMA(20/100) backtest of each symbol over Kafka")
         backtests = request_backtests(settings, names)
+        if duration is not None and time.perf_counter() - started < duration:
+            say(f"keeping everything running until {duration:.0f} s have passed")
+            time.sleep(duration - (time.perf_counter() - started))
     finally:
         stop_workers(workers)
+    book, trading = trading_rows(settings, account)
     per_symbol = summary_rows(settings, names)
     for row in per_symbol:
         result = backtests[row["symbol"]]
         row["backtest"] = {"error": result["error"], "bars": result["bars"], "engine_us": result["elapsed_us"],
                            **{k: result["stats"].get(k) for k in ("total_return", "sharpe", "max_drawdown", "trades")}}
+        row["paper"] = trading.get(row["symbol"], {"fills": 0, "orders": 0, "position": 0.0, "pnl": 0.0})
     with psycopg.connect(settings.database_url) as conn:
         duplicates = conn.execute(
             "SELECT count(*) FROM (SELECT 1 FROM market_data GROUP BY symbol, interval, ts HAVING count(*) > 1) d"
@@ -196,6 +255,12 @@ def run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool =
         "pipeline_seconds": round(pipeline_seconds, 3),
         "bars_per_second": round(persisted / pipeline_seconds, 1) if pipeline_seconds > 0 else None,
         "duplicate_rows": duplicates,
+        "account": account,
+        "decisions": topic_size(settings, "consensus.decisions") - decisions_before,
+        "orders": sum(r["paper"]["orders"] for r in per_symbol),
+        "fills": sum(r["paper"]["fills"] for r in per_symbol),
+        "trading_loop_seconds": round(loop_seconds, 1),
+        "book": book,
         "per_symbol": per_symbol,
     }
 
@@ -204,8 +269,9 @@ def print_summary(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"market_data after the demo ({summary['dataset']})")
-    columns = ("symbol", "bars", "first", "last", "last close", "volume",
+    table = Table(title=f"the demo on {summary['dataset']}: bars in Postgres, paper trading of account "
+                        f"{summary['account']}, and the Risk agent's SMA backtests")
+    columns = ("symbol", "bars", "first", "last", "last close", "orders", "fills", "position", "paper PnL",
                "SMA 20/100 return", "sharpe", "max DD", "trades", "engine µs")
     for column in columns:
         table.add_column(column, justify="left" if column == "symbol" else "right")
@@ -213,8 +279,10 @@ def print_summary(summary: dict) -> None:
         bt = row["backtest"]
         figures = ([f"{bt['total_return']:+.1%}", f"{bt['sharpe']:.2f}", f"{bt['max_drawdown']:.1%}",
                     f"{bt['trades']:.0f}", str(bt["engine_us"])] if not bt["error"] else [bt["error"], "", "", "", ""])
+        paper = row["paper"]
         table.add_row(row["symbol"], str(row["bars"]), row["first"], row["last"], f"{row['last_close']:.2f}",
-                      f"{row['volume']:,.0f}", *figures)
+                      str(paper["orders"]), str(paper["fills"]), f"{paper['position']:,.0f}", f"{paper['pnl']:+,.0f}",
+                      *figures)
     console = Console(width=max(Console().width, 150))
     console.print(table)
     console.print(
@@ -223,5 +291,13 @@ def print_summary(summary: dict) -> None:
         f"{summary['pipeline_seconds']} s ({summary['bars_per_second']:,.0f} bars/s end to end); "
         f"duplicate rows: {summary['duplicate_rows']}"
     )
-    console.print("inspect: `algo tail market.bars --from-beginning --limit 5`, psql on DATABASE_URL; "
+    book = summary["book"]
+    if book:
+        console.print(f"decisions: {summary['decisions']:,}; orders: {summary['orders']:,}; fills: {summary['fills']:,}; "
+                      f"equity {book['equity']:,.2f} (start 100,000.00), realised {book['realised_pnl']:+,.2f}, "
+                      f"unrealised {book['unrealised_pnl']:+,.2f}, fees {book['fees']:,.2f}; "
+                      f"trading loop settled {summary['trading_loop_seconds']} s after the replay began")
+    else:
+        console.print(f"decisions: {summary['decisions']:,}; no fills for {summary['account']}")
+    console.print("inspect: `algo tail consensus.decisions --from-beginning --limit 5`, psql on DATABASE_URL; "
                   "stop everything with `algo stack down`")

@@ -144,12 +144,17 @@ def tail(topic: str, limit: int | None, from_beginning: bool, idle_timeout: floa
 @cli.command()
 @click.option("--dataset", default="stocks", show_default=True)
 @click.option("--symbols", cls=GreedyOption, default="", help="Symbols (default: all of the dataset).")
+@click.option("--duration", type=click.FloatRange(min=1), default=None,
+              help="Keep everything running for this many seconds in all (for the dashboard), then stop.")
+@click.option("--speed", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Replay speed: 0 = as fast as possible; 86400 = a trading day per second.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-def demo(dataset: str, symbols: str, as_json: bool) -> None:
-    """Everything at once on bundled data: stack, provision, workers, replay, then a summary."""
+def demo(dataset: str, symbols: str, duration: float | None, speed: float, as_json: bool) -> None:
+    """Everything at once on bundled data: stack, provision, agents, replay, paper trading, summary."""
     from ops.demo import print_summary, run_demo
 
-    summary = run_demo(_settings(), dataset, [s for s in symbols.replace(",", " ").split() if s], quiet=as_json)
+    summary = run_demo(_settings(), dataset, [s for s in symbols.replace(",", " ").split() if s], quiet=as_json,
+                       duration=duration, speed=speed)
     if as_json:
         click.echo(json.dumps(summary))
     else:

@@ -114,7 +114,7 @@ def decide(symbol: str, votes: Mapping[str, dict], accuracy: Mapping[str, Mappin
     }
 
 
-def is_new_stance(previous: Mapping | None, decision: dict, min_change: float = 0.05) -> bool:
+def is_new_stance(previous: Mapping | None, decision: dict, min_change: float = 0.1) -> bool:
     """Publish a decision only when the stance changes: a new action or a target moved by min_change."""
     if previous is None:
         return decision["action"] != "HOLD"

@@ -37,7 +37,7 @@ class RiskSettings:
     max_orders_per_window: int = 30
     rate_window_seconds: float = 86_400.0
     max_daily_loss: float = 0.03
-    max_drawdown: float = 0.10
+    max_drawdown: float = 0.25
     max_var: float = 0.02
     var_confidence: float = 0.99
     lot_size: float = 1.0
@@ -164,7 +164,8 @@ def judge(state: dict, decision: dict, markets: Mapping[str, dict], settings: Ri
         positions=[rc.Position(s, p["quantity"], p["last_price"], volatility(markets[s]) if s in markets else 0.0)
                    for s, p in positions.items()],
         start_of_day_equity=state["start_of_day_equity"], peak_equity=state["peak_equity"],
-        order_timestamps=list(state["order_ts"]),
+        # event time: symbols' streams run at their own pace, so only orders up to this moment count
+        order_timestamps=[t for t in state["order_ts"] if t <= seconds],
     )
     order = rc.Order(symbol, 1 if requested > 0 else -1, abs(requested), price, seconds, volatility(market))
     result = rc.check_order(order, portfolio, limits)
@@ -192,7 +193,7 @@ def limits_checked(result: rc.Verdict, limits: rc.RiskLimits, state: dict, order
         ("net_exposure", limits.max_net_exposure, abs(result.net_exposure)),
         ("notional_cap", limits.max_order_notional, abs(approved) * order.price),
         ("rate_limit", float(limits.max_orders_per_window or math.inf),
-         float(sum(1 for t in state["order_ts"] if seconds - t < limits.rate_window_seconds))),
+         float(sum(1 for t in state["order_ts"] if 0 <= seconds - t < limits.rate_window_seconds))),
         ("daily_loss", limits.max_daily_loss, daily_loss),
         ("drawdown", limits.max_drawdown, drawdown),
         ("var_limit", limits.max_var, result.var),

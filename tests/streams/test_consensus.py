@@ -80,5 +80,5 @@ def test_only_changes_of_stance_are_published():
     decision = {"action": "BUY", "target_position": 0.1}
     assert is_new_stance(None, decision) and not is_new_stance(None, {"action": "HOLD", "target_position": 0})
     assert not is_new_stance({"action": "BUY", "target": 0.12}, decision)
-    assert is_new_stance({"action": "BUY", "target": 0.2}, decision)
+    assert is_new_stance({"action": "BUY", "target": 0.25}, decision)
     assert is_new_stance({"action": "SELL", "target": -0.1}, decision)

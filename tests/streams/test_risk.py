@@ -109,3 +109,15 @@ def test_backtest_result_is_the_engines_and_fits_the_schema():
     assert backtest_result(request, None)["error"] == "no bars for AAPL"
     bad = backtest_result(fixtures.backtest_request(params={"fast": 50.0, "slow": 10.0}), bars)
     assert bad["error"] and bad["stats"] == {}
+
+
+def test_rate_limit_counts_only_orders_up_to_the_decisions_moment():
+    settings = RiskSettings(max_orders_per_window=1, rate_window_seconds=3600)
+    state = new_portfolio(settings)
+    later = fixtures.T0.timestamp() + 86400  # another symbol's stream is a day ahead
+    state = {**state, "order_ts": [later]}
+    _, verdict = judge(state, fixtures.decision(target_position=0.1), {"AAPL": market()}, settings)
+    assert verdict["verdict"] == "APPROVE"
+    state = {**state, "order_ts": [fixtures.T0.timestamp() - 60]}
+    _, verdict = judge(state, fixtures.decision(target_position=0.1), {"AAPL": market()}, settings)
+    assert verdict["verdict"] == "REJECT" and "RATE_LIMIT" in verdict["reason_codes"]

@@ -92,6 +92,8 @@ cdef extern from "risk_core/backtest.hpp" namespace "risk_core" nogil:
     Stats equity_stats(const double* equity, size_t n, double initial_capital,
                        double periods_per_year) except +
     void validate_config(const BacktestConfig& config) except +
+    const char* simd_path()
+    void set_simd(bool enabled)
 
 
 cdef extern from "risk_core/sweep.hpp" namespace "risk_core" nogil:

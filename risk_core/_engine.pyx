@@ -7,15 +7,22 @@ makes sure of that), the GIL is released for the work, and results go back as nu
 the plain dataclasses of risk_core.types. Every C++ exception becomes RiskCoreError with the
 engine's message.
 """
-from libc.stdint cimport int64_t, uint32_t
+from cpython.pycapsule cimport PyCapsule_GetContext, PyCapsule_GetPointer, PyCapsule_New, PyCapsule_SetContext
+from libc.stdint cimport int64_t, uint32_t, uintptr_t
+from libc.stdlib cimport free
 from libc.string cimport memcpy
 from libcpp cimport bool
+from libcpp.pair cimport pair
 from libcpp.string cimport string
 from libcpp.vector cimport vector
+
+cimport numpy as cnp
 
 import math
 
 import numpy as np
+
+cnp.import_array()
 
 from risk_core import types as _t
 from risk_core.errors import RiskCoreError
@@ -78,6 +85,90 @@ cdef object _stats(const Stats& s):
     )
 
 
+# ---- recycled output buffers -------------------------------------------------------------------
+# The per-bar outputs of a long backtest are large (8 MB per output per million bars), and fresh
+# memory costs more than the backtest itself: the kernel faults in and zeroes every page (about
+# 1 ms per 16 MB here). Arrays of at least _POOL_MIN_BYTES therefore take their memory from a
+# small pool: each array's base is a capsule that owns its buffer, and when the array and every
+# view of it are gone the buffer goes back to the pool (at most _POOL_KEEP buffers are kept;
+# the rest are freed), so repeated backtests reuse pages that are already mapped. The engine
+# writes every element, so stale contents never show. Only touched with the GIL held.
+
+cdef extern from "<stdlib.h>" nogil:
+    void* aligned_alloc(size_t alignment, size_t size)
+
+cdef size_t _POOL_MIN_BYTES = 1 << 20
+cdef size_t _POOL_KEEP = 8
+cdef vector[pair[size_t, void*]] _pool  # (capacity in bytes, buffer), most recently freed last
+cdef const char* _BUFFER = b"risk_core.buffer"
+
+
+cdef void _give_back(object capsule) noexcept:
+    cdef void* p = PyCapsule_GetPointer(capsule, _BUFFER)
+    cdef pair[size_t, void*] entry
+    entry.first = <size_t><uintptr_t>PyCapsule_GetContext(capsule)
+    entry.second = p
+    if _pool.size() < _POOL_KEEP:
+        _pool.push_back(entry)
+    else:
+        free(p)
+
+
+cdef object _empty(size_t n):
+    """np.empty(n) (float64), from the pool when it is large."""
+    cdef size_t nbytes = n * sizeof(double)
+    if nbytes < _POOL_MIN_BYTES:
+        return np.empty(n)
+    cdef void* p = NULL
+    cdef size_t capacity = 0, i
+    for i in reversed(range(_pool.size())):  # a buffer that fits without wasting half of it
+        if nbytes <= _pool[i].first <= 2 * nbytes:
+            p = _pool[i].second
+            capacity = _pool[i].first
+            _pool.erase(_pool.begin() + i)
+            break
+    if p == NULL:
+        capacity = (nbytes + 63) & ~(<size_t>63)
+        p = aligned_alloc(64, capacity)
+        if p == NULL:
+            raise MemoryError()
+    try:
+        owner = PyCapsule_New(p, _BUFFER, _give_back)
+    except BaseException:
+        free(p)
+        raise
+    PyCapsule_SetContext(owner, <void*><uintptr_t>capacity)
+    cdef cnp.npy_intp dims[1]
+    dims[0] = <cnp.npy_intp>n
+    cdef cnp.ndarray arr = cnp.PyArray_SimpleNewFromData(1, dims, cnp.NPY_FLOAT64, p)
+    cnp.set_array_base(arr, owner)
+    return arr
+
+
+def pooled_buffers():
+    """(count, bytes) of the free output buffers kept for reuse."""
+    cdef size_t total = 0, i
+    for i in range(_pool.size()):
+        total += _pool[i].first
+    return _pool.size(), total
+
+
+def release_buffers():
+    """Frees the output buffers kept for reuse."""
+    cdef size_t i
+    for i in range(_pool.size()):
+        free(_pool[i].second)
+    _pool.clear()
+
+
+def simd(enabled=None):
+    """The hot loops' code path: "avx2" or "scalar". enabled=False forces the scalar code,
+    True restores the CPU's choice (benchmarks, tests)."""
+    if enabled is not None:
+        set_simd(True if enabled else False)
+    return simd_path().decode()
+
+
 cdef object _trades(const vector[Trade]& trades):
     out = np.empty(trades.size(), dtype=_t.TRADE_DTYPE)
     cdef unsigned char[::1] raw
@@ -130,12 +221,12 @@ def backtest(const double[::1] open, const double[::1] close, high, low, volume,
     out.equity = out.positions = NULL
     out.trades = NULL
     if record_equity:
-        equity = np.empty(n)
+        equity = _empty(n)
         if n:
             eq_v = equity
             out.equity = &eq_v[0]
     if record_positions:
-        positions = np.empty(n)
+        positions = _empty(n)
         if n:
             pos_v = positions
             out.positions = &pos_v[0]

@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "internal.hpp"
 
@@ -56,6 +58,90 @@ void validate_config(const BacktestConfig& c) {
 
 namespace detail {
 
+void ReturnStats::add_block(const double* e, std::size_t k) {
+    std::size_t i = 0;
+    for (; i < k && (count & 3) != 0; ++i) add(e[i]);
+    const std::size_t groups = (k - i) & ~static_cast<std::size_t>(3);
+    if (groups > 0) {
+        if (simd_enabled()) {
+            return_block_avx2(*this, e + i, groups);
+        } else {
+            block4(e + i, groups);
+        }
+        i += groups;
+    }
+    for (; i < k; ++i) add(e[i]);
+}
+
+void ReturnStats::block4(const double* e, std::size_t k) {
+    double a1[4] = {s1[0], s1[1], s1[2], s1[3]};
+    double a2[4] = {s2[0], s2[1], s2[2], s2[3]};
+    double a3[4] = {d2[0], d2[1], d2[2], d2[3]};
+    for (std::size_t j = 0; j < k; j += 4) {
+        for (int l = 0; l < 4; ++l) {
+            const double pv = j + l == 0 ? prev : e[j + l - 1];
+            const double r = pv > 0.0 ? e[j + l] / pv - 1.0 : 0.0;
+            a1[l] += r;
+            a2[l] += r * r;
+            const double dn = r < 0.0 ? r : 0.0;
+            a3[l] += dn * dn;
+        }
+    }
+    for (int l = 0; l < 4; ++l) {
+        s1[l] = a1[l];
+        s2[l] = a2[l];
+        d2[l] = a3[l];
+    }
+    drawdown_block(e, k);
+    count += static_cast<std::int64_t>(k);
+    prev = last = e[k - 1];
+}
+
+void ReturnStats::drawdown_block(const double* e, std::size_t k) {
+    double pk = peak, tr = trough, mdd = max_dd;
+    std::int64_t rn = run, mr = max_run;
+    double l0 = tr, l1 = tr, l2 = tr, l3 = tr;
+    std::size_t since = 0;  // values below the peak since the last slow step, not yet in rn
+    for (std::size_t j = 0; j < k; j += 4) {
+        const double x0 = e[j], x1 = e[j + 1], x2 = e[j + 2], x3 = e[j + 3];
+        const double hi = std::max(std::max(x0, x1), std::max(x2, x3));
+        if (hi >= pk) {
+            tr = std::min(std::min(std::min(tr, l0), std::min(l1, l2)), l3);
+            rn += static_cast<std::int64_t>(since);
+            mr = std::max(mr, rn);
+            since = 0;
+            for (int l = 0; l < 4; ++l) {
+                const double x = e[j + l];
+                if (x >= pk) {
+                    if (tr < pk) mdd = std::max(mdd, 1.0 - tr / pk);
+                    pk = x;
+                    tr = x;
+                    rn = 0;
+                } else {
+                    tr = std::min(tr, x);
+                    ++rn;
+                    mr = std::max(mr, rn);
+                }
+            }
+            l0 = l1 = l2 = l3 = tr;
+        } else {
+            l0 = std::min(l0, x0);
+            l1 = std::min(l1, x1);
+            l2 = std::min(l2, x2);
+            l3 = std::min(l3, x3);
+            since += 4;
+        }
+    }
+    tr = std::min(std::min(std::min(tr, l0), std::min(l1, l2)), l3);
+    rn += static_cast<std::int64_t>(since);
+    mr = std::max(mr, rn);
+    peak = pk;
+    trough = tr;
+    max_dd = mdd;
+    run = rn;
+    max_run = mr;
+}
+
 void ReturnStats::finish(Stats& s) const {
     const double m = static_cast<double>(count);
     s.final_equity = last;
@@ -97,7 +183,8 @@ using detail::ReturnStats;
 // [a, a + k) (each from data up to and including its own bar) and at(i) returns bar a + i's.
 
 constexpr std::size_t kChunk = 4096;
-constexpr std::size_t kSmaBlock = 1024;  // SMA window sums restart from a direct sum every block
+using detail::kSmaBlock;
+constexpr std::size_t kStreamBars = std::size_t{1} << 17;  // 1 MiB per output: stream the stores
 static_assert(kChunk % kSmaBlock == 0 && kChunk / kSmaBlock == 4, "four SMA blocks per chunk");
 
 // What every strategy's raw signal goes through: the direction filter (long-only keeps
@@ -116,6 +203,9 @@ struct Filter {
         } else if (direction == 2) {
             for (std::size_t i = 0; i < k; ++i) sig[i] = sig[i] < 0 ? sig[i] : 0;
         }
+        warm_up(sig, a, k);
+    }
+    void warm_up(signed char* sig, std::size_t a, std::size_t k) const {
         for (std::size_t i = 0; i < k && a + i < warmup; ++i) sig[i] = 0;
     }
 };
@@ -197,6 +287,11 @@ struct SmaSignal : Int8Signal {
 
     void prepare(std::size_t a, std::size_t k) {
         const std::size_t B = kSmaBlock;
+        if (k == kChunk && a >= slow - 1 && detail::simd_enabled()) {
+            detail::sma_chunk_avx2(c, a, fast, slow, filter.direction, sig);  // direction filtered
+            filter.warm_up(sig, a, k);
+            return;
+        }
         if (k == kChunk && a >= slow - 1) {
             // four blocks in lockstep: eight independent chains
             double fs[4], ss[4];
@@ -373,7 +468,19 @@ Stats simulate(const BarsView& bars, const double* target, const BacktestConfig&
     Book book;
     book.out = out.trades;
     ReturnStats rs(cfg.initial_capital, cfg.periods_per_year);
-    double scratch[kChunk];
+    // per chunk: the equity segments (AVX2 path) or the equity itself when it is not recorded
+    std::vector<detail::Segment> segments;
+    std::vector<double> scratch;
+    const bool simd = detail::simd_enabled();
+    // outputs larger than the caches are written around them (non-temporal stores), when aligned
+    auto aligned = [](const double* p) { return p == nullptr || reinterpret_cast<std::uintptr_t>(p) % 32 == 0; };
+    const bool stream = simd && n >= kStreamBars && (out.equity || out.positions) && aligned(out.equity) &&
+                        aligned(out.positions);
+    if (simd) {
+        segments.reserve(std::min(n, kChunk));
+    } else if (!out.equity) {
+        scratch.resize(std::min(n, kChunk));
+    }
 
     // the rare path: an order executes at bar t's open
     auto execute = [&](std::size_t t) {
@@ -445,9 +552,10 @@ Stats simulate(const BarsView& bars, const double* target, const BacktestConfig&
             }
         }
         signal.prepare(a, k);
-        double* eq = out.equity ? out.equity + a : scratch;
+        double* eq = out.equity ? out.equity + a : nullptr;
         double* pos = out.positions ? out.positions + a : nullptr;
         const double* c = close + a;
+        segments.clear();
         std::size_t i = 0;
         while (i < k) {
             if (pending) {
@@ -457,25 +565,33 @@ Stats simulate(const BarsView& bars, const double* target, const BacktestConfig&
             // bars i..j hold the same position: j is the next bar whose signal differs
             const std::size_t j = signal.next_change(i, k, s_prev);
             const std::size_t end = j < k ? j + 1 : k;
-            const double cq = q, cc = cash;
-            for (std::size_t t = i; t < end; ++t) eq[t] = cc + cq * c[t];
-            if (pos) {
-                for (std::size_t t = i; t < end; ++t) pos[t] = cq;
-            }
-            if (cq != 0.0) {
-                exposed += static_cast<std::int64_t>(end - i);
-                rs.add_block(eq + i, end - i);
+            if (simd) {
+                segments.push_back({i, cash, q});
             } else {
-                // flat: equity is constant after the first bar, whose return (fees of a
-                // closing fill) is the only non-zero one
-                rs.add(eq[i]);
-                rs.add_constant(eq[i], end - i - 1);
+                double* e = eq ? eq : scratch.data();
+                for (std::size_t t = i; t < end; ++t) e[t] = cash + q * c[t];
+                if (pos) {
+                    for (std::size_t t = i; t < end; ++t) pos[t] = q;
+                }
             }
+            if (q != 0.0) exposed += static_cast<std::int64_t>(end - i);
             if (j < k) {
                 s_prev = signal.value(j);
                 if (a + j + 1 < n) on_signal(a + j, s_prev);
             }
             i = end;
+        }
+        // equity, positions, returns and drawdown of the chunk, in one pass
+        if (simd) {
+            detail::Prefetch next;
+            if (a + kChunk < n) {
+                for (const double* col : {open, close, bars.high, bars.low, bars.volume, target}) {
+                    if (col) next.column[next.count++] = col + a + kChunk;
+                }
+            }
+            detail::equity_chunk_avx2(rs, c, k, segments.data(), segments.size(), eq, pos, next, stream);
+        } else {
+            rs.add_block(eq ? eq : scratch.data(), k);
         }
     }
     if (book.open) book.finish(static_cast<std::int64_t>(n - 1), std::fabs(q), close[n - 1], false);

@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "internal.hpp"
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -85,8 +87,8 @@ bool all_finite(const double* p, std::size_t n) {
 }
 
 void check_prices(const double* p, std::size_t a, std::size_t n, const char* name) {
-    // Branch-free pass first (vectorises); the slow pass only runs to name the bad bar.
-    if (all_positive_finite(p + a, n)) return;
+    // Branch-free pass first (vectorised); the slow pass only runs to name the bad bar.
+    if (detail::simd_enabled() ? detail::all_positive_finite_avx2(p + a, n) : all_positive_finite(p + a, n)) return;
     for (std::size_t i = a; i < a + n; ++i) {
         const double x = p[i];
         if (!(x > 0.0) || x == HUGE_VAL) {
@@ -108,9 +110,16 @@ void validate_range(const BarsView& bars, std::size_t a, std::size_t k) {
     check_prices(bars.close, a, k, "close");
     if (bars.high) check_prices(bars.high, a, k, "high");
     if (bars.low) check_prices(bars.low, a, k, "low");
+    const bool simd = detail::simd_enabled();
     if (bars.high && bars.low) {
+        const double* h = bars.high + a;
+        const double* l = bars.low + a;
         bool ok = true;
-        for (std::size_t i = a; i < a + k; ++i) ok &= bars.high[i] >= bars.low[i];
+        if (simd) {
+            ok = detail::all_ge_avx2(h, l, k);
+        } else {
+            for (std::size_t i = 0; i < k; ++i) ok &= h[i] >= l[i];
+        }
         for (std::size_t i = a; !ok && i < a + k; ++i) {
             if (bars.high[i] < bars.low[i]) {
                 throw std::invalid_argument("bars: high < low (" + std::to_string(bars.high[i]) + " < " +
@@ -119,12 +128,17 @@ void validate_range(const BarsView& bars, std::size_t a, std::size_t k) {
         }
     }
     if (bars.volume) {
+        const double* v = bars.volume + a;
         bool ok = true;
-        for (std::size_t i = a; i < a + k; ++i) ok &= (bars.volume[i] >= 0.0) & (bars.volume[i] < HUGE_VAL);
+        if (simd) {
+            ok = detail::all_nonnegative_finite_avx2(v, k);
+        } else {
+            for (std::size_t i = 0; i < k; ++i) ok &= (v[i] >= 0.0) & (v[i] < HUGE_VAL);
+        }
         for (std::size_t i = a; !ok && i < a + k; ++i) {
-            const double v = bars.volume[i];
-            if (!(v >= 0.0) || v == HUGE_VAL) {
-                throw std::invalid_argument("bars: volume must be finite and >= 0, got " + std::to_string(v) +
+            const double x = bars.volume[i];
+            if (!(x >= 0.0) || x == HUGE_VAL) {
+                throw std::invalid_argument("bars: volume must be finite and >= 0, got " + std::to_string(x) +
                                             " at bar " + std::to_string(i));
             }
         }

@@ -1,8 +1,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "risk_core/risk_core.hpp"
 
@@ -303,4 +307,159 @@ TEST(Sweep, RejectsBadParameters) {
     EXPECT_THROW(run_sweep({}, {{2, 5}}, base), std::invalid_argument);
     base.strategy = Strategy::Target;
     EXPECT_THROW(run_sweep(views, {{2, 5}}, base), std::invalid_argument);
+}
+
+namespace {
+
+// Bit-for-bit equality of two results (NaN-free): the AVX2 kernels must reproduce the scalar code.
+void expect_identical(const BacktestResult& a, const BacktestResult& b, const std::string& what) {
+    ASSERT_EQ(a.equity.size(), b.equity.size()) << what;
+    for (std::size_t i = 0; i < a.equity.size(); ++i) {
+        ASSERT_EQ(a.equity[i], b.equity[i]) << what << " bar " << i;
+        ASSERT_EQ(a.positions[i], b.positions[i]) << what << " bar " << i;
+    }
+    ASSERT_EQ(a.trades.size(), b.trades.size()) << what;
+    for (std::size_t i = 0; i < a.trades.size(); ++i) {
+        EXPECT_EQ(a.trades[i].entry_bar, b.trades[i].entry_bar) << what;
+        EXPECT_EQ(a.trades[i].exit_bar, b.trades[i].exit_bar) << what;
+        EXPECT_EQ(a.trades[i].pnl, b.trades[i].pnl) << what;
+    }
+    const Stats& x = a.stats;
+    const Stats& y = b.stats;
+    EXPECT_EQ(x.final_equity, y.final_equity) << what;
+    EXPECT_EQ(x.annualized_return, y.annualized_return) << what;
+    EXPECT_EQ(x.volatility, y.volatility) << what;
+    EXPECT_EQ(x.sharpe, y.sharpe) << what;
+    EXPECT_EQ(x.sortino, y.sortino) << what;
+    EXPECT_EQ(x.max_drawdown, y.max_drawdown) << what;
+    EXPECT_EQ(x.max_drawdown_duration, y.max_drawdown_duration) << what;
+    EXPECT_EQ(x.turnover, y.turnover) << what;
+    EXPECT_EQ(x.num_trades, y.num_trades) << what;
+    EXPECT_EQ(x.num_fills, y.num_fills) << what;
+    EXPECT_EQ(x.exposure, y.exposure) << what;
+}
+
+struct ScalarScope {  // forces the scalar code for its lifetime
+    ScalarScope() { set_simd(false); }
+    ~ScalarScope() { set_simd(true); }
+};
+
+}  // namespace
+
+TEST(Simd, KernelsMatchScalarCodeBitForBit) {
+    if (std::string(simd_path()) != "avx2") GTEST_SKIP() << "no AVX2 on this machine: only the scalar code runs";
+    // several chunks of 4096 bars plus a ragged end; windows below, at and above the SMA block
+    const Bars b = random_bars(3 * 4096 + 1237, 17);
+    std::vector<BacktestConfig> configs;
+    for (auto fs : {std::pair<int, int>{1, 2}, {3, 17}, {10, 50}, {20, 1024}, {7, 1500}, {50, 5000}}) {
+        for (Direction d : {Direction::LongOnly, Direction::ShortOnly, Direction::LongShort}) {
+            BacktestConfig c;
+            c.fast = fs.first;
+            c.slow = fs.second;
+            c.direction = d;
+            c.fee_bps = 2.5;
+            c.slippage_bps = 1.0;
+            configs.push_back(c);
+        }
+    }
+    BacktestConfig momentum;
+    momentum.strategy = Strategy::Momentum;
+    momentum.lookback = 5;
+    momentum.direction = Direction::LongShort;
+    configs.push_back(momentum);
+    BacktestConfig breakout = momentum;
+    breakout.strategy = Strategy::Breakout;
+    breakout.sizing = Sizing::VolTarget;
+    configs.push_back(breakout);
+    BacktestConfig lots = configs[4];
+    lots.lot_size = 1.0;
+    configs.push_back(lots);
+    for (const BacktestConfig& c : configs) {
+        const std::string what = "strategy " + std::to_string(static_cast<int>(c.strategy)) + " fast " +
+                                 std::to_string(c.fast) + " slow " + std::to_string(c.slow) + " direction " +
+                                 std::to_string(static_cast<int>(c.direction));
+        const BacktestResult fast = backtest(b, c);
+        BacktestResult slow;
+        {
+            ScalarScope scalar;
+            slow = backtest(b, c);
+        }
+        expect_identical(fast, slow, what);
+        // stats alone (no outputs recorded) are the same too
+        const Stats only = run_backtest(b.view(), nullptr, c, BacktestOutput{});
+        EXPECT_EQ(only.sharpe, fast.stats.sharpe) << what;
+        EXPECT_EQ(only.max_drawdown, fast.stats.max_drawdown) << what;
+    }
+}
+
+TEST(Simd, LeveragedTargetThroughNegativeEquityMatchesScalar) {
+    // 3x short into a rally: equity goes below zero (returns are 0 after a non-positive equity)
+    Bars b = random_bars(9000, 23);
+    for (std::size_t i = 4000; i < b.close.size(); ++i) {
+        const double up = 1.0 + 0.002 * static_cast<double>(i - 4000);
+        b.close[i] *= up;
+        b.open[i] *= up;
+        b.high[i] *= up;
+        b.low[i] *= up;
+    }
+    std::vector<double> target(b.close.size(), -3.0);
+    for (std::size_t i = 0; i < target.size(); i += 977) target[i] = 0.0;  // flat now and then
+    BacktestConfig c = target_config();
+    const BacktestResult fast = backtest(b, c, &target);
+    EXPECT_LT(fast.stats.final_equity, 0.0);
+    BacktestResult slow;
+    {
+        ScalarScope scalar;
+        slow = backtest(b, c, &target);
+    }
+    expect_identical(fast, slow, "target -3");
+    std::vector<double> eq = fast.equity;
+    const Stats s1 = equity_stats(eq.data(), eq.size(), 1000.0, 252.0);
+    ScalarScope scalar;
+    const Stats s2 = equity_stats(eq.data(), eq.size(), 1000.0, 252.0);
+    EXPECT_EQ(s1.sharpe, s2.sharpe);
+    EXPECT_EQ(s1.sortino, s2.sortino);
+    EXPECT_EQ(s1.max_drawdown, s2.max_drawdown);
+    EXPECT_EQ(s1.max_drawdown_duration, s2.max_drawdown_duration);
+}
+
+TEST(Simd, InvalidInputFoundOnBothPaths) {
+    Bars b = random_bars(10000, 5);
+    b.volume[9001] = -1.0;
+    EXPECT_THROW(backtest(b, BacktestConfig{}), std::invalid_argument);
+    b.volume[9001] = 1.0;
+    b.low[8000] = b.high[8000] * 1.01;
+    try {
+        backtest(b, BacktestConfig{});
+        FAIL();
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("bar 8000"), std::string::npos) << e.what();
+    }
+    b.low[8000] = b.high[8000];
+    b.open[4100] = std::numeric_limits<double>::infinity();
+    EXPECT_THROW(backtest(b, BacktestConfig{}), std::invalid_argument);
+    ScalarScope scalar;
+    EXPECT_THROW(backtest(b, BacktestConfig{}), std::invalid_argument);
+}
+
+TEST(Simd, OrdersAtChunkBoundariesMatchScalar) {
+    // the engine works in chunks of 4096 bars: orders decided on a chunk's last bar fill on the
+    // next chunk's first bar, flat and long stretches on both sides of the boundary
+    const Bars b = random_bars(3 * 4096 + 5, 29);
+    std::vector<double> target(b.close.size(), 0.0);
+    for (std::size_t i = 1000; i < 4095; ++i) target[i] = 1.0;    // exit fills at bar 4096
+    for (std::size_t i = 8191; i < 9000; ++i) target[i] = 0.5;    // entry fills at bar 8192
+    for (std::size_t i = 12000; i < 12287; ++i) target[i] = -1.0;  // exit fills at the last bar
+    BacktestConfig c = target_config();
+    c.fee_bps = 5.0;
+    const BacktestResult fast = backtest(b, c, &target);
+    ASSERT_EQ(fast.trades.size(), 3u);
+    EXPECT_EQ(fast.trades[0].exit_bar, 4096);
+    EXPECT_EQ(fast.trades[1].entry_bar, 8192);
+    BacktestResult slow;
+    {
+        ScalarScope scalar;
+        slow = backtest(b, c, &target);
+    }
+    expect_identical(fast, slow, "chunk boundaries");
 }

@@ -43,6 +43,50 @@ def test_engine_matches_oracle_on_long_series(strategy, direction):
     assert got.stats.num_trades > 10
 
 
+@pytest.mark.parametrize("direction", ["long", "short", "long_short"])
+def test_simd_and_scalar_code_agree_bit_for_bit(direction):
+    # the AVX2 kernels (when the CPU has AVX2) and the portable scalar code give identical results
+    from risk_core import _engine
+
+    o, h, l, c, v = random_walk(3 * 4096 + 333, seed=11)
+    kw = dict(fast=12, slow=60, direction=direction, fee_bps=1.5, slippage_bps=0.5)
+    path = _engine.simd()
+    try:
+        fast = rc.backtest(o, c, high=h, low=l, volume=v, **kw)
+        assert _engine.simd(False) == "scalar"
+        slow = rc.backtest(o, c, high=h, low=l, volume=v, **kw)
+    finally:
+        _engine.simd(True)
+    assert _engine.simd() == path
+    np.testing.assert_array_equal(fast.equity, slow.equity)
+    np.testing.assert_array_equal(fast.positions, slow.positions)
+    np.testing.assert_array_equal(fast.trades, slow.trades)
+    assert fast.stats == slow.stats
+
+
+def test_large_outputs_recycle_their_buffers():
+    # per-bar outputs of >= 1 MiB come from a pool: a dead result's buffers serve the next call,
+    # a live one (or a view of it) keeps its own
+    from risk_core import _engine
+
+    o, h, l, c, v = random_walk(200_000, seed=2)
+    _engine.release_buffers()
+    first = rc.backtest(o, c, fast=5, slow=50)
+    kept = first.equity[10:20]  # a view keeps the buffer alive
+    snapshot = kept.copy()
+    del first
+    assert _engine.pooled_buffers()[0] == 1  # positions went back, equity is still in use
+    second = rc.backtest(o * 1.01, c * 1.01, fast=5, slow=50)
+    np.testing.assert_array_equal(kept, snapshot)
+    assert not np.shares_memory(second.equity, kept)
+    assert _engine.pooled_buffers()[0] == 0
+    np.testing.assert_array_equal(second.equity, rc.backtest(o * 1.01, c * 1.01, fast=5, slow=50).equity)
+    del second, kept
+    assert _engine.pooled_buffers()[0] >= 2
+    _engine.release_buffers()
+    assert _engine.pooled_buffers() == (0, 0)
+
+
 def test_vol_target_and_lots_match_oracle():
     o, h, l, c, v = random_walk(3000, seed=5)
     cfg = rc.make_config(strategy="sma", fast=5, slow=30, sizing="vol_target", target_vol=0.15, vol_window=25,

@@ -109,4 +109,12 @@ Stats equity_stats(const double* equity, std::size_t n, double initial_capital,
 // Throws std::invalid_argument when a field of the config is out of range.
 void validate_config(const BacktestConfig& config);
 
+// The hot loops (SMA signals, equity/returns/drawdown, input checks) have AVX2 versions that run
+// when the CPU has AVX2 (detected once at load; the build itself needs no -march flag). They give
+// bit-identical results to the portable scalar code. simd_path() names the code in use:
+// "avx2" or "scalar"; set_simd(false) forces the scalar code (tests, benchmarks), set_simd(true)
+// restores the CPU's choice. Not thread-safe with running backtests.
+const char* simd_path();
+void set_simd(bool enabled);
+
 }  // namespace risk_core

@@ -169,6 +169,10 @@ from risk_core.cli import backtest  # noqa: E402
 
 cli.add_command(backtest)
 
+from streams.bridge_cli import bridge  # noqa: E402
+
+cli.add_command(bridge)
+
 
 def main() -> None:
     cli(prog_name="algo")

@@ -17,7 +17,8 @@ WORKERS = {
     "consensus": ("streams.consensus_agent",),
     "broker": ("streams.broker_agent",),
 }
-WORKERS["all"] = tuple(module for modules in WORKERS.values() for module in modules)
+WORKERS["signals"] = WORKERS["bars"] + WORKERS["technical"] + WORKERS["consensus"]  # ticks -> decisions
+WORKERS["all"] = tuple(dict.fromkeys(module for modules in WORKERS.values() for module in modules))
 
 
 class AlgoGroup(click.Group):

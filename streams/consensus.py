@@ -33,6 +33,7 @@ class ConsensusRules:
     min_agreement: float = 0.6
     max_position: float = 0.2
     prior_calls: float = 10.0
+    min_change: float = 0.1  # publish only stance changes: a new action or a target moved this much
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "ConsensusRules":
@@ -40,7 +41,7 @@ class ConsensusRules:
         values: dict = {}
         if "CONSENSUS_WEIGHTS" in env:
             values["weights"] = parse_weights(env["CONSENSUS_WEIGHTS"])
-        for name in ("window_s", "min_score", "min_agreement", "max_position"):
+        for name in ("window_s", "min_score", "min_agreement", "max_position", "min_change"):
             raw = env.get(f"CONSENSUS_{name.upper()}")
             if raw is not None:
                 try:
@@ -117,7 +118,7 @@ def decide(symbol: str, votes: Mapping[str, dict], accuracy: Mapping[str, Mappin
 def is_new_stance(previous: Mapping | None, decision: dict, min_change: float = 0.1) -> bool:
     """Publish a decision only when the stance changes: a new action or a target moved by min_change."""
     if previous is None:
-        return decision["action"] != "HOLD"
+        return decision["action"] != "HOLD" or min_change <= 0
     return previous["action"] != decision["action"] or abs(previous["target"] - decision["target_position"]) >= min_change
 
 

@@ -60,7 +60,7 @@ async def decide_on_signals(stream):
         symbol_to_pending_calls[symbol] = record_call(symbol_to_pending_calls.get(symbol), signal,
                                                       symbol_to_close.get(symbol))
         decision = decide(symbol, votes, dict(agent_to_accuracy.items()), rules)
-        if decision is not None and is_new_stance(symbol_to_stance.get(symbol), decision):
+        if decision is not None and is_new_stance(symbol_to_stance.get(symbol), decision, rules.min_change):
             symbol_to_stance[symbol] = {"action": decision["action"], "target": decision["target_position"]}
             await decisions_topic.send(key=symbol.encode(), value=decision)
 

@@ -200,6 +200,11 @@ async def _pnl(bridge: Bridge, query) -> dict:
     return {"accounts": accounts, "totals": totals}
 
 
+async def _fills(bridge: Bridge, query) -> dict:
+    symbol, account = query_symbol(query), query_text(query, "account")
+    return {"fills": await bridge.store.fills(symbol, account, query_int(query, "limit", 50, 1, 1000))}
+
+
 async def _agents(bridge: Bridge, query) -> dict:
     agents = await bridge.store.agents()
     try:
@@ -217,6 +222,7 @@ get_decisions = _reader(_decisions)
 get_bars = _reader(_bars)
 get_positions = _reader(_positions)
 get_pnl = _reader(_pnl)
+get_fills = _reader(_fills)
 get_agents = _reader(_agents)
 
 
@@ -271,6 +277,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v1/bars", get_bars, allow_head=False)
     r.add_get("/v1/positions", get_positions, allow_head=False)
     r.add_get("/v1/pnl", get_pnl, allow_head=False)
+    r.add_get("/v1/fills", get_fills, allow_head=False)
     r.add_get("/v1/agents", get_agents, allow_head=False)
     r.add_get("/v1/stream", stream, allow_head=False)
 
@@ -380,6 +387,9 @@ def _schemas() -> dict:
         "Position": {"type": "object", "required": ["account", "symbol", "quantity"], "properties": {
             "account": text, "symbol": text, "quantity": num, "avg_price": num, "last_price": num,
             "unrealised_pnl": num, "realised_pnl": num, "updated_at": nts}},
+        "Fill": {"type": "object", "required": ["fill_id", "account", "symbol", "ts", "side", "quantity", "price"],
+                 "properties": {"fill_id": text, "order_id": text, "account": text, "symbol": text, "ts": ts,
+                                "side": {"enum": ["BUY", "SELL"]}, "quantity": num, "price": num, "fee": num}},
         "Account": {"type": "object", "required": ["account", "equity"], "properties": {
             "account": text, "cash": num, "equity": num, "realised_pnl": num, "unrealised_pnl": num, "fees": num,
             "gross_exposure": num, "net_exposure": num, "updated_at": nts}},
@@ -491,6 +501,11 @@ def openapi_document() -> dict:
                  "properties": {"accounts": {"type": "array", "items": _ref("Account")},
                                 "totals": {"type": "object", "additionalProperties": {"type": "number"}}}},
                 [ACCOUNT_PARAM]),
+            "/v1/fills": _read_op(
+                "Recent fills of the paper broker, newest first",
+                {"type": "object", "required": ["fills"],
+                 "properties": {"fills": {"type": "array", "items": _ref("Fill")}}},
+                [SYMBOL_PARAM, ACCOUNT_PARAM, _query("limit", limit, "at most this many")]),
             "/v1/agents": _read_op(
                 "Agent standing (weights, hit rates, signals) and the consumer lag of each agent's group",
                 {"type": "object", "required": ["agents", "consumer_groups"],

@@ -73,6 +73,12 @@ SELECT account, cash, equity, realised_pnl, unrealised_pnl, fees, gross_exposure
 FROM accounts WHERE (%(account)s::text IS NULL OR account = %(account)s) ORDER BY account
 """
 
+FILLS_SQL = """
+SELECT fill_id, order_id, account, symbol, ts, side, quantity, price, fee FROM fills
+WHERE (%(symbol)s::text IS NULL OR symbol = %(symbol)s) AND (%(account)s::text IS NULL OR account = %(account)s)
+ORDER BY ts DESC, fill_id DESC LIMIT %(limit)s
+"""
+
 AGENTS_SQL = """
 WITH seen AS (SELECT agent, max(ts) AS last_signal_ts, count(*) AS signal_rows FROM signals GROUP BY agent)
 SELECT coalesce(s.agent, seen.agent) AS agent, s.configured_weight, s.hit_rate,
@@ -138,6 +144,9 @@ class Store:
 
     async def accounts(self, account: str | None) -> list[dict]:
         return await self.query(ACCOUNTS_SQL, {"account": account})
+
+    async def fills(self, symbol: str | None, account: str | None, limit: int) -> list[dict]:
+        return await self.query(FILLS_SQL, {"symbol": symbol, "account": account, "limit": limit})
 
     async def agents(self) -> list[dict]:
         return await self.query(AGENTS_SQL)

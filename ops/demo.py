@@ -37,6 +37,30 @@ def start_workers(settings: Settings, names=DEMO_WORKERS, env: dict | None = Non
     return processes
 
 
+def start_bridge(settings: Settings, token: str, timeout: float = 60) -> tuple[subprocess.Popen, str]:
+    """`algo bridge` in its own process; returns it and the dashboard URL once /healthz answers."""
+    import urllib.request
+
+    log_dir = settings.run_dir / "workers"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / "bridge.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "streams.cli", "bridge"], stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "ALGO_API_TOKEN": token}, start_new_session=True)
+    base = f"http://{settings.bridge_host}:{settings.bridge_port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return process, f"{base}/?token={token}"
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_workers([process])
+            raise AlgoError(f"the bridge did not start; see {log_dir / 'bridge.log'}")
+        time.sleep(0.3)
+
+
 def wait_ready(settings: Settings, processes: list[subprocess.Popen], names=DEMO_WORKERS, timeout: float = 120) -> None:
     """Waits until every worker has joined its group and recovered its tables."""
     logs = [settings.run_dir / "workers" / f"{name}.log" for name in names]
@@ -214,7 +238,12 @@ def run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool =
         f"(logs in {settings.run_dir / 'workers'})")
     workers = start_workers(settings, env={"RISK_ACCOUNT": account})
     try:
-        wait_ready(settings, workers)
+        import secrets
+
+        bridge, dashboard_url = start_bridge(settings, settings.api_token or secrets.token_urlsafe(16))
+        workers.append(bridge)
+        say(f"dashboard: {dashboard_url}")
+        wait_ready(settings, workers[:-1])
         since = datetime.now(timezone.utc)
         say(f"replaying {dataset}: {', '.join(names)}")
         replay_started = time.monotonic()
@@ -261,6 +290,7 @@ def run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool =
         "fills": sum(r["paper"]["fills"] for r in per_symbol),
         "trading_loop_seconds": round(loop_seconds, 1),
         "book": book,
+        "dashboard_url": dashboard_url,
         "per_symbol": per_symbol,
     }
 
@@ -299,5 +329,6 @@ def print_summary(summary: dict) -> None:
                       f"trading loop settled {summary['trading_loop_seconds']} s after the replay began")
     else:
         console.print(f"decisions: {summary['decisions']:,}; no fills for {summary['account']}")
+    console.print(f"dashboard (live while the demo runs; `algo bridge` serves it afterwards): {summary['dashboard_url']}")
     console.print("inspect: `algo tail consensus.decisions --from-beginning --limit 5`, psql on DATABASE_URL; "
                   "stop everything with `algo stack down`")

@@ -446,6 +446,81 @@ double realised_vol(const double* c, std::size_t t, std::size_t window, double p
     return std::sqrt(ss / static_cast<double>(window - 1)) * std::sqrt(periods_per_year);
 }
 
+// The chunk's equity e[t] = cash + q * c[t] from its segments, written to eq and pos when they are
+// not null, and its returns and drawdown fed to rs: the scalar reference of equity_chunk_avx2
+// (same steps of eight bars, same lanes, same skipped steps, so the results are bit-identical).
+// A step that lies in a flat segment (q == 0) past the segment's first bar has returns of exactly
+// 0 and skips the divisions.
+void equity_chunk(ReturnStats& rs, const double* c, std::size_t k, const detail::Segment* seg, std::size_t m,
+                  double* eq, double* pos) {
+    double s1[4], s2[4], d2[4];
+    for (int l = 0; l < 4; ++l) {
+        s1[l] = rs.s1[l];
+        s2[l] = rs.s2[l];
+        d2[l] = rs.d2[l];
+    }
+    double prev = rs.prev;
+    std::size_t si = 0;
+    std::size_t next = m > 1 ? seg[1].start : k;
+    const std::size_t k8 = k & ~static_cast<std::size_t>(7);
+    double scratch[kChunk];  // the equity when it is not recorded, for the drawdown pass
+    double* e = eq ? eq : scratch;
+    for (std::size_t t = 0; t < k8; t += 8) {
+        double* x = e + t;
+        double pv[8], r[8];
+        bool skip = false;
+        if (t + 8 <= next) {  // the whole step in one segment
+            const double cash = seg[si].cash, q = seg[si].q;
+            for (std::size_t l = 0; l < 8; ++l) x[l] = cash + q * c[t + l];
+            if (pos) std::fill(pos + t, pos + t + 8, q);
+            skip = q == 0.0 && t > seg[si].start;
+        } else {
+            for (std::size_t l = 0; l < 8; ++l) {
+                while (next <= t + l) {
+                    ++si;
+                    next = si + 1 < m ? seg[si + 1].start : k;
+                }
+                x[l] = seg[si].cash + seg[si].q * c[t + l];
+                if (pos) pos[t + l] = seg[si].q;
+            }
+        }
+        if (!skip) {
+            pv[0] = prev;
+            for (std::size_t l = 1; l < 8; ++l) pv[l] = x[l - 1];
+            for (std::size_t l = 0; l < 8; ++l) {  // branch-free, so that it vectorises
+                const bool ok = pv[l] > 0.0;
+                const double ratio = x[l] / (ok ? pv[l] : 1.0) - 1.0;
+                r[l] = ok ? ratio : 0.0;
+            }
+            for (std::size_t h = 0; h < 8; h += 4) {
+                for (std::size_t l = 0; l < 4; ++l) {
+                    s1[l] += r[h + l];
+                    s2[l] += r[h + l] * r[h + l];
+                    const double dn = r[h + l] < 0.0 ? r[h + l] : 0.0;
+                    d2[l] += dn * dn;
+                }
+            }
+        }
+        prev = x[7];
+    }
+    if (k8 > 0) rs.drawdown_block(e, k8);
+    for (int l = 0; l < 4; ++l) {
+        rs.s1[l] = s1[l];
+        rs.s2[l] = s2[l];
+        rs.d2[l] = d2[l];
+    }
+    rs.count += static_cast<std::int64_t>(k8);
+    rs.prev = rs.last = prev;
+    // the last bars of the series, one by one
+    for (std::size_t t = k8; t < k; ++t) {
+        while (si + 1 < m && seg[si + 1].start <= t) ++si;
+        const double x = seg[si].cash + seg[si].q * c[t];
+        if (eq) eq[t] = x;
+        if (pos) pos[t] = seg[si].q;
+        rs.add(x);
+    }
+}
+
 template <bool kValidate, class Signal>
 Stats simulate(const BarsView& bars, const double* target, const BacktestConfig& cfg, const BacktestOutput& out,
                Signal& signal) {
@@ -468,19 +543,14 @@ Stats simulate(const BarsView& bars, const double* target, const BacktestConfig&
     Book book;
     book.out = out.trades;
     ReturnStats rs(cfg.initial_capital, cfg.periods_per_year);
-    // per chunk: the equity segments (AVX2 path) or the equity itself when it is not recorded
+    // per chunk: the runs of bars holding one position (their equity is cash + q * close)
     std::vector<detail::Segment> segments;
-    std::vector<double> scratch;
+    segments.reserve(std::min(n, kChunk));
     const bool simd = detail::simd_enabled();
     // outputs larger than the caches are written around them (non-temporal stores), when aligned
     auto aligned = [](const double* p) { return p == nullptr || reinterpret_cast<std::uintptr_t>(p) % 32 == 0; };
     const bool stream = simd && n >= kStreamBars && (out.equity || out.positions) && aligned(out.equity) &&
                         aligned(out.positions);
-    if (simd) {
-        segments.reserve(std::min(n, kChunk));
-    } else if (!out.equity) {
-        scratch.resize(std::min(n, kChunk));
-    }
 
     // the rare path: an order executes at bar t's open
     auto execute = [&](std::size_t t) {
@@ -565,15 +635,7 @@ Stats simulate(const BarsView& bars, const double* target, const BacktestConfig&
             // bars i..j hold the same position: j is the next bar whose signal differs
             const std::size_t j = signal.next_change(i, k, s_prev);
             const std::size_t end = j < k ? j + 1 : k;
-            if (simd) {
-                segments.push_back({i, cash, q});
-            } else {
-                double* e = eq ? eq : scratch.data();
-                for (std::size_t t = i; t < end; ++t) e[t] = cash + q * c[t];
-                if (pos) {
-                    for (std::size_t t = i; t < end; ++t) pos[t] = q;
-                }
-            }
+            segments.push_back({i, cash, q});
             if (q != 0.0) exposed += static_cast<std::int64_t>(end - i);
             if (j < k) {
                 s_prev = signal.value(j);
@@ -591,7 +653,7 @@ Stats simulate(const BarsView& bars, const double* target, const BacktestConfig&
             }
             detail::equity_chunk_avx2(rs, c, k, segments.data(), segments.size(), eq, pos, next, stream);
         } else {
-            rs.add_block(eq ? eq : scratch.data(), k);
+            equity_chunk(rs, c, k, segments.data(), segments.size(), eq, pos);
         }
     }
     if (book.open) book.finish(static_cast<std::int64_t>(n - 1), std::fabs(q), close[n - 1], false);

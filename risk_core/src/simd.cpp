@@ -260,24 +260,37 @@ RISK_CORE_AVX2 void equity_chunk(ReturnStats& rs, const double* c, std::size_t k
                                  double* eq, double* pos, const Prefetch& ahead) {
     __m256d a1 = _mm256_loadu_pd(rs.s1), a2 = _mm256_loadu_pd(rs.s2), a3 = _mm256_loadu_pd(rs.d2);
     DrawdownLanes dd(rs);
-    const __m256d lanes_lo = _mm256_set_pd(3, 2, 1, 0), lanes_hi = _mm256_set_pd(7, 6, 5, 4);
+    const double* pf[6];
+    const int npf = ahead.count;
+    for (int i = 0; i < npf; ++i) pf[i] = ahead.column[i];
     std::size_t si = 0;  // the segment of the last bar seen
     std::size_t next = m > 1 ? seg[1].start : k;
-    bool flat = seg[0].q == 0.0;
+    constexpr std::size_t kNever = ~static_cast<std::size_t>(0);
+    // returns are all 0 in a step that lies in a flat segment which started before it
+    std::size_t flat_after = seg[0].q == 0.0 ? seg[0].start : kNever;
     __m256d cash = _mm256_set1_pd(seg[0].cash), q = _mm256_set1_pd(seg[0].q);
     __m256d last = _mm256_set1_pd(rs.prev);  // the previous bar's equity, in every lane
     const std::size_t k8 = k & ~static_cast<std::size_t>(7);
     for (std::size_t t = 0; t < k8; t += 8) {
         // one cache line (8 bars) of each column of the next chunk per step, and the outputs
         // (written, not read) a few lines ahead when they go through the caches
-        for (int i = 0; i < ahead.count; ++i) _mm_prefetch(reinterpret_cast<const char*>(ahead.column[i] + t), _MM_HINT_T0);
+        for (int i = 0; i < npf; ++i) _mm_prefetch(reinterpret_cast<const char*>(pf[i] + t), _MM_HINT_T0);
         if (kEq && !kStream) __builtin_prefetch(eq + t + 256, 1, 3);
         if (kPos && !kStream) __builtin_prefetch(pos + t + 256, 1, 3);
-        __m256d c0 = cash, q0 = q, c1 = cash, q1 = q;
-        // returns are all 0 when the step lies in a flat segment that started before it
-        bool skip = flat && t > seg[si].start;
-        if (t + 8 > next) {  // segments start inside this step
-            skip = false;
+        const __m256d y0 = _mm256_loadu_pd(c + t), y1 = _mm256_loadu_pd(c + t + 4);
+        __m256d x0, x1;
+        bool skip;
+        if (t + 8 <= next) {  // the whole step in one segment
+            x0 = _mm256_add_pd(cash, _mm256_mul_pd(q, y0));
+            x1 = _mm256_add_pd(cash, _mm256_mul_pd(q, y1));
+            if (kPos) {
+                put<kStream>(pos + t, q);
+                put<kStream>(pos + t + 4, q);
+            }
+            skip = t > flat_after;
+        } else {  // segments start inside this step: each lane takes its own segment's cash and q
+            const __m256d lanes_lo = _mm256_set_pd(3, 2, 1, 0), lanes_hi = _mm256_set_pd(7, 6, 5, 4);
+            __m256d c0 = cash, q0 = q, c1 = cash, q1 = q;
             while (next < t + 8) {
                 ++si;
                 cash = _mm256_set1_pd(seg[si].cash);
@@ -291,17 +304,18 @@ RISK_CORE_AVX2 void equity_chunk(ReturnStats& rs, const double* c, std::size_t k
                 q1 = _mm256_blendv_pd(q1, q, m1);
                 next = si + 1 < m ? seg[si + 1].start : k;
             }
-            flat = seg[si].q == 0.0;
+            flat_after = seg[si].q == 0.0 ? seg[si].start : kNever;
+            x0 = _mm256_add_pd(c0, _mm256_mul_pd(q0, y0));
+            x1 = _mm256_add_pd(c1, _mm256_mul_pd(q1, y1));
+            if (kPos) {
+                put<kStream>(pos + t, q0);
+                put<kStream>(pos + t + 4, q1);
+            }
+            skip = false;
         }
-        const __m256d x0 = _mm256_add_pd(c0, _mm256_mul_pd(q0, _mm256_loadu_pd(c + t)));
-        const __m256d x1 = _mm256_add_pd(c1, _mm256_mul_pd(q1, _mm256_loadu_pd(c + t + 4)));
         if (kEq) {
             put<kStream>(eq + t, x0);
             put<kStream>(eq + t + 4, x1);
-        }
-        if (kPos) {
-            put<kStream>(pos + t, q0);
-            put<kStream>(pos + t + 4, q1);
         }
         if (!skip) {
             // previous equities: (last, x0[0..2]) and (x0[3], x1[0..2])

@@ -23,6 +23,7 @@ const state = {
   verdicts: new Map(),    // decision_id -> verdict record (arrived before its decision)
   agentsLive: new Map(),  // agent -> {ts, action, symbol}
   fills: new Set(),       // fill ids shown
+  seenDecisions: new Set(),
   only: null,             // Set of symbols from ?symbols=, or null for all
   hidden: new Set(),      // symbols with prices but no chart (over MAX_CHARTS)
   account: null,
@@ -314,8 +315,10 @@ function drawChart(symbol, s) {
     ctx.beginPath(); ctx.arc(x(f.t), y(Math.min(vMax, Math.max(vMin, f.price))), 2.5, 0, 2 * Math.PI); ctx.fill();
   }
   // decisions: triangles below (buy) / above (sell) the line
+  let markers = 0;
   for (const d of s.decisions) {
     if (d.action === "HOLD" || d.t < tMin || d.t > tMax) continue;
+    markers += 1;
     const xx = x(d.t);
     const yy = y(at(d.t));
     ctx.fillStyle = d.action === "BUY" ? "#2ecc71" : "#ff5c5c";
@@ -325,6 +328,8 @@ function drawChart(symbol, s) {
     ctx.closePath();
     ctx.fill();
   }
+  s.card.dataset.points = String(points.length);
+  s.card.dataset.markers = String(markers);
   // last price tag
   const lastY = y(points[points.length - 1].v);
   ctx.fillStyle = color;
@@ -365,7 +370,9 @@ function verdictCell(verdict) {
 }
 
 function addDecision(d, live) {
-  if (!d || !d.decision_id || state.decisions.has(d.decision_id)) return;
+  if (!d || !d.decision_id || state.seenDecisions.has(d.decision_id)) return;
+  state.seenDecisions.add(d.decision_id);
+  if (state.seenDecisions.size > 5000) state.seenDecisions.delete(state.seenDecisions.values().next().value);
   const t = Date.parse(d.ts);
   const s = seriesFor(d.symbol);
   s.decisions.push({ t, action: d.action, id: d.decision_id });
@@ -383,11 +390,7 @@ function addDecision(d, live) {
     h("td", { class: "num" }, pct(d.agreement)),
     h("td", { class: "verdict" }, verdictCell(verdict)),
     h("td", { title: d.rationale || "" }, voteChips(d.votes)));
-  // newest event time first
-  const rows = [...tbody.rows];
-  const before = rows.find((r) => r._t !== undefined && r._t < t);
-  row._t = t;
-  tbody.insertBefore(row, before || null);
+  tbody.insertBefore(row, tbody.firstChild);  // latest arrival first (history is loaded oldest first)
   state.decisions.set(d.decision_id, row);
   while (tbody.rows.length > MAX_DECISION_ROWS) {
     const old = tbody.rows[tbody.rows.length - 1];
@@ -409,6 +412,7 @@ function addVerdict(v) {
 function addFill(f, live) {
   if (state.fills.has(f.fill_id)) return;
   state.fills.add(f.fill_id);
+  if (state.fills.size > 5000) state.fills.delete(state.fills.values().next().value);
   const s = seriesFor(f.symbol);
   s.fills.push({ t: Date.parse(f.ts), price: f.price, side: f.side });
   if (s.fills.length > 300) s.fills.splice(0, s.fills.length - 300);
@@ -533,8 +537,7 @@ function connect() {
   let opened = false;
   ws.onopen = () => {
     opened = true;
-    state.retryMs = 500;
-    setStatus("live", "pill-on");
+    setStatus("subscribing", "pill-off");
     // since: the first time 0, to get what the bridge still buffers (recent fills, verdicts, ticks...)
     const subscribe = { action: "subscribe", topics: STREAM_TOPICS, since: state.lastId === null ? 0 : state.lastId };
     ws.send(JSON.stringify(subscribe));
@@ -543,6 +546,7 @@ function connect() {
     let m;
     try { m = JSON.parse(message.data); } catch (e) { return; }
     if (m.type === "event") onEvent(m);
+    else if (m.type === "subscribed") { state.retryMs = 500; setStatus("live", "pill-on"); }
     else if (m.type === "heartbeat") $("heartbeat").textContent = m.ts.slice(11, 19);
     else if (m.type === "error") console.warn("stream:", m.error);
   };

@@ -22,7 +22,7 @@ if [ ! -f "$VENV/.complete" ]; then
 fi
 
 # (Re)install the project when its engine sources changed.
-src_key=$(cd "$ROOT" && cat setup.py $(ls risk_core/*.py risk_core/*.pyx risk_core/*.pxd risk_core/src/*.cpp risk_core/include/risk_core/*.hpp 2>/dev/null) | sha256sum | cut -c1-16)
+src_key=$(cd "$ROOT" && cat setup.py $(ls risk_core/*.py risk_core/*.pyx risk_core/*.pxd risk_core/src/*.cpp risk_core/src/*.hpp risk_core/include/risk_core/*.hpp 2>/dev/null) | sha256sum | cut -c1-16)
 if [ ! -f "$VENV/.project" ] || [ "$(cat "$VENV/.project")" != "$src_key" ]; then
   echo "benchmarks: installing the project (compiles risk_core with -O3)" >&2
   build=$(mktemp -d)

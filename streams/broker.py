@@ -49,8 +49,16 @@ def remember_bar(recent: list[dict] | None, bar: dict) -> list[dict]:
     return sorted(kept + [entry], key=lambda b: b["ts_us"])[-RECENT_BARS:]
 
 
+def is_stale(order: dict, recent: list[dict]) -> bool:
+    """True when the bars around the order's time have left the recent window, so its next bar can
+    no longer be told apart (the broker's bar stream ran far ahead of the verdicts)."""
+    return len(recent) >= RECENT_BARS and recent[0]["ts_us"] > to_micros(order["ts"])
+
+
 def fill_bar(order: dict, recent: list[dict]) -> dict | None:
-    """The first known bar after the order's time, where a market order fills; None if not yet."""
+    """The bar right after the order's time, where a market order fills; None if not known yet."""
+    if is_stale(order, recent):
+        return None
     order_us = to_micros(order["ts"])
     return next((b for b in recent if b["ts_us"] > order_us), None)
 

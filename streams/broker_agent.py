@@ -12,7 +12,8 @@ import os
 import psycopg
 
 from streams.app import app, avro_topic, decode_or_dead_letter, log, raw_topic, settings
-from streams.broker import BrokerSettings, book_rows, fill_bar, fill_record, mark, order_from_verdict, remember_bar
+from streams.broker import (BrokerSettings, book_rows, fill_bar, fill_record, is_stale, mark, order_from_verdict,
+                            remember_bar)
 from streams.risk import RiskSettings, apply_fill, new_portfolio
 
 AGENT = "broker"
@@ -49,8 +50,13 @@ async def place_orders(stream):
         order = order_from_verdict(verdict, broker_settings.account)
         if order is None:
             continue
+        recent = symbol_to_recent_bars.get(order["symbol"]) or []
+        if is_stale(order, recent):  # never fill at a price from long after the decision
+            log.warning("verdict %s for %s at %s is too old to execute; no order placed",
+                        verdict["verdict_id"], order["symbol"], order["ts"])
+            continue
         await orders_topic.send(key=order["symbol"].encode(), value=order)
-        bar = fill_bar(order, symbol_to_recent_bars.get(order["symbol"]) or [])
+        bar = fill_bar(order, recent)
         if bar is not None:  # the next bar is already known (a replay runs ahead of the verdicts)
             await _fill(order, bar)
         else:

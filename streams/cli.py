@@ -147,8 +147,8 @@ def tail(topic: str, limit: int | None, from_beginning: bool, idle_timeout: floa
 @click.option("--symbols", cls=GreedyOption, default="", help="Symbols (default: all of the dataset).")
 @click.option("--duration", type=click.FloatRange(min=1), default=None,
               help="Keep everything running for this many seconds in all (for the dashboard), then stop.")
-@click.option("--speed", type=click.FloatRange(min=0), default=20 * 86400.0, show_default=True,
-              help="Replay speed (x real time): the default, 20 trading days a second, keeps the symbols' streams "
+@click.option("--speed", type=click.FloatRange(min=0), default=30 * 86400.0, show_default=True,
+              help="Replay speed (x real time): the default, 30 days of data a second, keeps the symbols' streams "
                    "in step so the paper book is valued at one moment; 0 = as fast as possible.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def demo(dataset: str, symbols: str, duration: float | None, speed: float, as_json: bool) -> None:

@@ -44,3 +44,16 @@ def test_book_rows_report_cash_equity_pnl_and_exposure():
     assert account[:6] == ("paper", 100_000 - 10_001, 100_000 - 10_001 + 11_000, 0.0, 1_000.0, 1.0)
     assert account[6] == pytest.approx(11_000 / 100_999)
     assert positions == [("paper", "AAPL", 100, 100, 110.0, 1_000.0)]
+
+
+def test_an_order_older_than_the_recent_bars_is_stale_and_never_filled():
+    from datetime import timedelta
+
+    from streams.broker import RECENT_BARS, is_stale
+
+    order = order_from_verdict(verdict(), "paper")
+    recent = None
+    for day in range(1, RECENT_BARS + 2):
+        recent = remember_bar(recent, fixtures.bar(ts=fixtures.T0.replace(hour=0) + timedelta(days=day)))
+    assert is_stale(order, recent) and fill_bar(order, recent) is None
+    assert not is_stale(order, recent[:3])

@@ -24,6 +24,13 @@ def _fmt(name: str, value) -> str:
     return f"{value:,.4f}"
 
 
+def _span(dates) -> tuple[str, str]:
+    """First and last bar: days for daily bars (all at midnight), else to the second."""
+    daily = bool((dates == dates.astype("datetime64[D]")).all())
+    unit = "datetime64[D]" if daily else "datetime64[s]"
+    return str(dates[0].astype(unit)), str(dates[-1].astype(unit))
+
+
 def _plot(path: Path, dates, equity, title: str) -> None:
     try:
         import matplotlib
@@ -59,8 +66,10 @@ def _plot(path: Path, dates, equity, title: str) -> None:
 @click.command("backtest")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
               help="CSV with columns date,open,high,low,close,volume (instead of bundled data).")
-@click.option("--dataset", default="stocks", show_default=True, help="Bundled dataset: stocks or sp500.")
-@click.option("--symbol", default=None, help="Symbol within the bundled dataset [default: AAPL for stocks, SP500 for sp500].")
+@click.option("--dataset", default="stocks", show_default=True, help="Bundled dataset: stocks, sp500 or nasdaq.")
+@click.option("--symbol", default=None,
+              help="Symbol within the dataset, or within a CSV with a symbol column [default: AAPL for stocks, "
+                   "else the only symbol].")
 @click.option("--strategy", type=click.Choice(["sma", "momentum", "breakout"]), default="sma", show_default=True)
 @click.option("--fast", type=int, default=10, show_default=True, help="SMA fast window (bars).")
 @click.option("--slow", type=int, default=50, show_default=True, help="SMA slow window (bars).")
@@ -84,9 +93,7 @@ def backtest(csv_path, dataset, symbol, strategy, fast, slow, lookback, directio
     import risk_core as rc
     from risk_core.data import load_dataset, read_csv
 
-    if symbol is None:
-        symbol = "SP500" if dataset == "sp500" else "AAPL"
-    bars = read_csv(csv_path) if csv_path is not None else load_dataset(dataset, symbol)
+    bars = read_csv(csv_path, symbol) if csv_path is not None else load_dataset(dataset, symbol)
     config = rc.make_config(strategy=strategy, fast=fast, slow=slow, lookback=lookback, direction=direction,
                             sizing=sizing, fraction=fraction, target_vol=target_vol, fee_bps=fee_bps,
                             slippage_bps=slippage_bps, initial_capital=capital)
@@ -95,7 +102,7 @@ def backtest(csv_path, dataset, symbol, strategy, fast, slow, lookback, directio
     elapsed_ms = (time.perf_counter() - started) * 1e3
     stats = result.stats.as_dict()
     source = str(csv_path) if csv_path is not None else f"{dataset}:{bars.symbol}"
-    first, last = str(bars.dates[0]), str(bars.dates[-1])
+    first, last = _span(bars.dates)
     if plot_path is not None:
         _plot(plot_path, bars.dates, result.equity, f"{source}  {strategy}  ({first} .. {last})")
     if as_json:

@@ -1,111 +1,56 @@
-"""Bars for `algo backtest`: a CSV (date,open,high,low,close,volume) or a bundled dataset.
+"""Bars for `algo backtest`: a thin adapter over streams.datasets, the project's one reader of
+OHLCV CSVs and bundled datasets (streams is always installed alongside risk_core).
 
-Bundled data comes from streams.datasets.load_bars when that module is available, otherwise
-from this module's own reader of the same files (bokeh-sampledata's stocks, arch's S&P 500).
+Its DataError becomes RiskCoreError with the same message, so `algo backtest` reports a bad
+file or an unknown symbol as one line like any other risk_core error.
 """
 from __future__ import annotations
 
-import gzip
-import importlib.util
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
+from streams import datasets as _datasets
+from streams.datasets import BarSeries
+from streams.errors import DataError
 
 from risk_core.errors import RiskCoreError
 
-DATASETS = ("stocks", "sp500")
+Bars = BarSeries  # symbol, dates (datetime64[us]), open, high, low, close, volume (float64 arrays)
+DATASETS = tuple(_datasets.DATASETS)
+DEFAULT_SYMBOL = {"stocks": "AAPL"}  # datasets with several symbols: the one used when none is named
+
+__all__ = ["Bars", "DATASETS", "DEFAULT_SYMBOL", "load_dataset", "read_csv"]
 
 
-@dataclass(frozen=True)
-class Bars:
-    symbol: str
-    dates: np.ndarray  # datetime64[D]
-    open: np.ndarray
-    high: np.ndarray
-    low: np.ndarray
-    close: np.ndarray
-    volume: np.ndarray
+@contextmanager
+def _as_risk_core_error() -> Iterator[None]:
+    try:
+        yield
+    except DataError as error:
+        raise RiskCoreError(str(error)) from None
 
-    def __len__(self) -> int:
-        return len(self.close)
+
+def _one(series: list[BarSeries], symbol: str | None, origin: str) -> BarSeries:
+    """The series named `symbol`, or the only one."""
+    if symbol is not None:
+        return _datasets.select_symbols(series, [symbol], origin)[0]
+    if len(series) != 1:
+        names = ", ".join(s.symbol for s in series)
+        raise DataError(f"{origin} has several symbols ({names}); choose one with --symbol")
+    return series[0]
 
 
 def read_csv(path: str | Path, symbol: str | None = None) -> Bars:
-    """A CSV with a header and the columns date, open, high, low, close, volume (any order,
-    any case; extra columns are ignored). Rows are sorted by date."""
-    import pandas as pd
-
-    p = Path(path)
-    if not p.is_file():
-        raise RiskCoreError(f"CSV not found: {p}")
-    try:
-        df = pd.read_csv(p)
-    except Exception as error:  # pandas raises many types for malformed files
-        raise RiskCoreError(f"cannot read {p}: {error}") from None
-    df.columns = [str(c).strip().lower() for c in df.columns]
-    missing = [c for c in ("date", "open", "high", "low", "close", "volume") if c not in df.columns]
-    if missing:
-        raise RiskCoreError(f"{p}: missing column(s) {', '.join(missing)} (need date,open,high,low,close,volume)")
-    if df.empty:
-        raise RiskCoreError(f"{p}: no rows")
-    try:
-        dates = pd.to_datetime(df["date"], format="mixed")
-    except (ValueError, TypeError) as error:
-        raise RiskCoreError(f"{p}: unreadable dates ({error})") from None
-    df = df.assign(date=dates).sort_values("date", kind="stable")
-    cols = {}
-    for name in ("open", "high", "low", "close", "volume"):
-        values = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float64)
-        if np.isnan(values).any():
-            row = int(np.argmax(np.isnan(values)))
-            raise RiskCoreError(f"{p}: column {name} has a missing or non-numeric value in data row {row + 1}")
-        cols[name] = values
-    return Bars(symbol or p.stem, df["date"].to_numpy().astype("datetime64[D]"), **cols)
+    """One symbol's bars from a CSV with the columns date, open, high, low, close, volume (any
+    case, any order; a `symbol` column may hold several symbols, then `symbol` picks one)."""
+    with _as_risk_core_error():
+        return _one(_datasets.load_csv(path), symbol, str(path))
 
 
-def _package_file(package: str, *parts: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise RiskCoreError(f"package {package} is not installed; run ops/bootstrap.sh")
-    return Path(list(spec.submodule_search_locations)[0], *parts)
-
-
-def _own_reader(dataset: str, symbol: str) -> Bars:
-    import pandas as pd
-
-    if dataset == "stocks":
-        path = _package_file("bokeh_sampledata", "_data", "stocks.csv.gz")
-        with gzip.open(path, "rt") as fh:
-            df = pd.read_csv(fh)
-        df = df[df["Ticker"] == symbol]
-        if df.empty:
-            raise RiskCoreError(f"dataset stocks has no symbol {symbol!r} (AAPL, IBM, MSFT, GOOG, FB)")
-        dates = pd.to_datetime(df["Date"])
-    elif dataset == "sp500":
-        path = _package_file("arch", "data", "sp500", "sp500.csv.gz")
-        with gzip.open(path, "rt") as fh:
-            df = pd.read_csv(fh)
-        dates = pd.to_datetime(df["Date"], format="%m/%d/%Y")
-    else:
-        raise RiskCoreError(f"unknown dataset {dataset!r} (one of {', '.join(DATASETS)})")
-    order = np.argsort(dates.to_numpy(), kind="stable")
-    get = lambda c: df[c].to_numpy(dtype=np.float64)[order]  # noqa: E731
-    return Bars(symbol, dates.to_numpy()[order].astype("datetime64[D]"), get("Open"), get("High"), get("Low"),
-                get("Close"), get("Volume"))
-
-
-def load_dataset(dataset: str, symbol: str) -> Bars:
-    """One symbol of a bundled dataset (streams.datasets when present, else our own reader)."""
-    try:
-        from streams.datasets import load_bars
-    except ImportError:
-        return _own_reader(dataset, symbol)
-    from streams.errors import AlgoError
-
-    try:
-        series = load_bars(dataset, symbol)
-    except AlgoError as error:
-        raise RiskCoreError(str(error)) from None
-    return Bars(series.symbol, np.asarray(series.dates).astype("datetime64[D]"), series.open, series.high,
-                series.low, series.close, series.volume)
+def load_dataset(dataset: str, symbol: str | None = None) -> Bars:
+    """One symbol of a bundled dataset (DATASETS); without a symbol, DEFAULT_SYMBOL's or the
+    dataset's only one."""
+    symbol = symbol or DEFAULT_SYMBOL.get(dataset)
+    with _as_risk_core_error():
+        return _one(_datasets.load_dataset(dataset, [symbol] if symbol else None), symbol, dataset)

@@ -57,7 +57,8 @@ def test_backtest_bundled_data():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--csv", "/nonexistent/bars.csv"], "CSV not found"),
+    (["--csv", "/nonexistent/bars.csv"], "no such file"),
+    (["--dataset", "stocks", "--symbol", "TSLA"], "no symbol(s) TSLA"),
     (["--fast", "50", "--slow", "10"], "slow must be > fast"),
     (["--fee-bps", "-1"], "fee_bps"),
     (["--dataset", "nope"], "nope"),
@@ -74,3 +75,42 @@ def test_bad_csv(tmp_path):
     bad.write_text("date,open,high,low,close\n2020-01-01,1,1,1,1\n")
     out = CliRunner().invoke(cli, ["backtest", "--csv", str(bad)])
     assert out.exit_code == 1 and "missing column(s) volume" in out.output
+
+
+def test_csv_with_several_symbols(tmp_path):
+    o, h, l, c, v = random_walk(300, seed=4)
+    path = tmp_path / "two.csv"
+    with path.open("w") as fh:
+        fh.write("date,symbol,open,high,low,close,volume\n")
+        for i, row in enumerate(zip(o, h, l, c, v)):
+            for sym, scale in (("AAA", 1.0), ("BBB", 2.0)):
+                fh.write(f"2021-01-01T{i // 60:02d}:{i % 60:02d}:00,{sym}," + ",".join(str(x * scale) for x in row[:4])
+                         + f",{row[4]}\n")
+    out = CliRunner().invoke(cli, ["backtest", "--csv", str(path), "--json"])
+    assert out.exit_code == 1 and "several symbols (AAA, BBB)" in out.output and "--symbol" in out.output
+    out = CliRunner().invoke(cli, ["backtest", "--csv", str(path), "--symbol", "bbb", "--json", "--fast", "3",
+                                   "--slow", "9"])
+    assert out.exit_code == 0, out.output
+    payload = json.loads(out.output)
+    assert payload["symbol"] == "BBB" and payload["bars"] == 300
+    assert payload["start"] == "2021-01-01T00:00:00" and payload["end"] == "2021-01-01T04:59:00"
+
+
+def test_data_adapter_uses_streams_reader(csv_file):
+    from streams import datasets
+
+    from risk_core import RiskCoreError, data
+
+    path, (o, h, l, c, v) = csv_file
+    bars = data.read_csv(path)
+    want = datasets.load_csv(path)[0]
+    assert isinstance(bars, datasets.BarSeries) and bars.symbol == want.symbol == "BARS"
+    np.testing.assert_array_equal(bars.close, c)
+    np.testing.assert_array_equal(bars.dates, want.dates)
+    sp = data.load_dataset("sp500")
+    assert sp.symbol == "SP500" and len(sp) == len(datasets.load_bars("sp500", "SP500"))
+    assert data.load_dataset("stocks").symbol == "AAPL"
+    with pytest.raises(RiskCoreError, match="unknown dataset 'nope'"):
+        data.load_dataset("nope")
+    with pytest.raises(RiskCoreError, match="no such file"):
+        data.read_csv(path.parent / "missing.csv")

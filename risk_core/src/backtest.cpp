@@ -544,8 +544,8 @@ Stats simulate(const BarsView& bars, const double* target, const BacktestConfig&
     book.out = out.trades;
     ReturnStats rs(cfg.initial_capital, cfg.periods_per_year);
     // per chunk: the runs of bars holding one position (their equity is cash + q * close)
-    std::vector<detail::Segment> segments;
-    segments.reserve(std::min(n, kChunk));
+    std::vector<detail::Segment> segments(std::min(n, kChunk));
+    std::size_t m = 0;  // segments of the current chunk
     const bool simd = detail::simd_enabled();
     // outputs larger than the caches are written around them (non-temporal stores), when aligned
     auto aligned = [](const double* p) { return p == nullptr || reinterpret_cast<std::uintptr_t>(p) % 32 == 0; };
@@ -625,7 +625,7 @@ Stats simulate(const BarsView& bars, const double* target, const BacktestConfig&
         double* eq = out.equity ? out.equity + a : nullptr;
         double* pos = out.positions ? out.positions + a : nullptr;
         const double* c = close + a;
-        segments.clear();
+        m = 0;
         std::size_t i = 0;
         while (i < k) {
             if (pending) {
@@ -635,7 +635,10 @@ Stats simulate(const BarsView& bars, const double* target, const BacktestConfig&
             // bars i..j hold the same position: j is the next bar whose signal differs
             const std::size_t j = signal.next_change(i, k, s_prev);
             const std::size_t end = j < k ? j + 1 : k;
-            segments.push_back({i, cash, q});
+            detail::Segment& sg = segments[m++];
+            sg.start = i;
+            sg.cash = cash;
+            sg.q = q;
             if (q != 0.0) exposed += static_cast<std::int64_t>(end - i);
             if (j < k) {
                 s_prev = signal.value(j);
@@ -651,9 +654,9 @@ Stats simulate(const BarsView& bars, const double* target, const BacktestConfig&
                     if (col) next.column[next.count++] = col + a + kChunk;
                 }
             }
-            detail::equity_chunk_avx2(rs, c, k, segments.data(), segments.size(), eq, pos, next, stream);
+            detail::equity_chunk_avx2(rs, c, k, segments.data(), m, eq, pos, next, stream);
         } else {
-            equity_chunk(rs, c, k, segments.data(), segments.size(), eq, pos);
+            equity_chunk(rs, c, k, segments.data(), m, eq, pos);
         }
     }
     if (book.open) book.finish(static_cast<std::int64_t>(n - 1), std::fabs(q), close[n - 1], false);

@@ -34,6 +34,8 @@ if [ ! -f "$VENV/.project" ] || [ "$(cat "$VENV/.project")" != "$src_key" ]; the
 fi
 
 if [ "${1:-}" = "--python" ]; then shift; exec "$VENV/bin/python" "$@"; fi
-# run from outside the checkout so `import risk_core` resolves to the installed wheel
+# run from outside the checkout so `import risk_core` resolves to the installed wheel; no idle
+# OpenBLAS worker threads (nothing here uses BLAS) competing with the sweep for the second core
 cd "$CACHE"
+export OPENBLAS_NUM_THREADS=1
 exec "$VENV/bin/python" "$ROOT/benchmarks/backtest.py" "$@"

@@ -653,6 +653,7 @@ Stats simulate(const BarsView& bars, const double* target, const BacktestConfig&
                 for (const double* col : {open, close, bars.high, bars.low, bars.volume, target}) {
                     if (col) next.column[next.count++] = col + a + kChunk;
                 }
+                next.bars = std::min(kChunk, n - a - kChunk);
             }
             detail::equity_chunk_avx2(rs, c, k, segments.data(), m, eq, pos, next, stream);
         } else {

@@ -96,6 +96,7 @@ struct Segment {
 struct Prefetch {
     const double* column[6] = {};
     int count = 0;
+    std::size_t bars = 0;  // bars of each column
 };
 // The chunk's equity e[t] = cash + q * c[t] from its segments (seg[0].start == 0, increasing;
 // the last runs to k), written to eq and pos when they are not null, and fed to rs as add_block

@@ -262,6 +262,7 @@ RISK_CORE_AVX2 void equity_chunk(ReturnStats& rs, const double* c, std::size_t k
     DrawdownLanes dd(rs);
     const double* pf[6];
     const int npf = ahead.count;
+    const std::size_t pf_bars = ahead.bars;
     for (int i = 0; i < npf; ++i) pf[i] = ahead.column[i];
     std::size_t si = 0;  // the segment of the last bar seen
     std::size_t next = m > 1 ? seg[1].start : k;
@@ -274,9 +275,13 @@ RISK_CORE_AVX2 void equity_chunk(ReturnStats& rs, const double* c, std::size_t k
     for (std::size_t t = 0; t < k8; t += 8) {
         // one cache line (8 bars) of each column of the next chunk per step, and the outputs
         // (written, not read) a few lines ahead when they go through the caches
-        for (int i = 0; i < npf; ++i) _mm_prefetch(reinterpret_cast<const char*>(pf[i] + t), _MM_HINT_T0);
-        if (kEq && !kStream) __builtin_prefetch(eq + t + 256, 1, 3);
-        if (kPos && !kStream) __builtin_prefetch(pos + t + 256, 1, 3);
+        if (t < pf_bars) {
+            for (int i = 0; i < npf; ++i) _mm_prefetch(reinterpret_cast<const char*>(pf[i] + t), _MM_HINT_T0);
+        }
+        if (!kStream && t + 256 < k) {
+            if (kEq) __builtin_prefetch(eq + t + 256, 1, 3);
+            if (kPos) __builtin_prefetch(pos + t + 256, 1, 3);
+        }
         const __m256d y0 = _mm256_loadu_pd(c + t), y1 = _mm256_loadu_pd(c + t + 4);
         __m256d x0, x1;
         bool skip;

@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -462,4 +464,35 @@ TEST(Simd, OrdersAtChunkBoundariesMatchScalar) {
         slow = backtest(b, c, &target);
     }
     expect_identical(fast, slow, "chunk boundaries");
+}
+
+TEST(Simd, StreamedOutputsMatchScalar) {
+    // outputs of >= 2^17 bars, 32-byte aligned, are written with non-temporal stores
+    const Bars b = random_bars((std::size_t{1} << 17) + 4100, 31);
+    const std::size_t n = b.close.size();
+    struct Free {
+        void operator()(double* p) const { std::free(p); }
+    };
+    auto buffer = [n] { return std::unique_ptr<double, Free>(static_cast<double*>(std::aligned_alloc(64, (n * 8 + 127) / 64 * 64))); };
+    auto eq = buffer(), pos = buffer();
+    std::vector<Trade> trades;
+    BacktestConfig c;
+    c.fast = 9;
+    c.slow = 77;
+    c.fee_bps = 2.0;
+    c.direction = Direction::LongShort;
+    const Stats streamed = run_backtest(b.view(), nullptr, c, BacktestOutput{eq.get(), pos.get(), &trades});
+    BacktestResult slow;
+    {
+        ScalarScope scalar;
+        slow = backtest(b, c);
+    }
+    EXPECT_EQ(streamed.sharpe, slow.stats.sharpe);
+    EXPECT_EQ(streamed.max_drawdown, slow.stats.max_drawdown);
+    EXPECT_EQ(streamed.final_equity, slow.stats.final_equity);
+    ASSERT_EQ(trades.size(), slow.trades.size());
+    for (std::size_t i = 0; i < n; ++i) {
+        ASSERT_EQ(eq.get()[i], slow.equity[i]) << i;
+        ASSERT_EQ(pos.get()[i], slow.positions[i]) << i;
+    }
 }

@@ -1,10 +1,12 @@
-// AVX2 versions of the backtester's two hot loops, chosen at run time (once) when the CPU has
-// AVX2; the scalar code in backtest.cpp / internal.hpp is the reference and the fallback.
+// AVX2 versions of the backtester's hot loops (SMA signals, the equity/returns/drawdown pass,
+// input checks), chosen at run time (once) when the CPU has AVX2; the scalar code in
+// backtest.cpp / bars.cpp is the reference and the fallback.
 //
-// Both kernels perform exactly the same IEEE operations, in the same order per value, as the
+// The kernels perform exactly the same IEEE operations, in the same order per value, as the
 // scalar code (no FMA: the target is "avx2" alone, so nothing is contracted), so results are
-// bit-identical whichever path runs; tests/test_backtest.cpp checks that (SimdMatchesScalar).
-// The shipped build needs no -march flag: only these functions are compiled for AVX2.
+// bit-identical whichever path runs; tests/test_backtest.cpp checks that (Simd.*). The shipped
+// build needs no -march flag: only these functions are compiled for AVX2. (A build with -mfma or
+// -march=native would let the compiler contract the scalar code, and Simd.* would say so.)
 #include <algorithm>
 #include <cmath>
 #include <cstddef>

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from streams.bridge_api import BRIDGE, Bridge, add_routes, error_response
+from streams.bridge_api import BRIDGE, Bridge, add_routes, error_response, unknown_query_parameter
 from streams.bridge_metrics import BridgeMetrics
 from streams.bridge_publish import Publisher
 from streams.bridge_store import Store
@@ -147,6 +147,10 @@ async def security_middleware(request: web.Request, handler):
             return error_response(403, "origin not allowed",
                                   f"{request.headers.get('Origin')[:100]} is neither this bridge's origin nor in "
                                   "ALGO_ALLOWED_ORIGINS")
+    unknown = unknown_query_parameter(request)
+    if unknown is not None:
+        return error_response(400, "unknown query parameter", "not a parameter of this route (see /openapi.json)",
+                              field=unknown[:100])
     response = await handler(request)
     if cors is not None and not getattr(response, "prepared", False):
         response.headers["Access-Control-Allow-Origin"] = cors
@@ -178,7 +182,8 @@ def create_app(
         publisher=publisher or Publisher(settings), store=store or Store(settings), max_body_bytes=max_body_bytes)
     if bridge.hub.metrics is None:
         bridge.hub.metrics = metrics
-    app = web.Application(client_max_size=max_body_bytes,
+    # request lines up to 64 KiB reach the handlers (and get JSON answers) rather than aiohttp's plain 400
+    app = web.Application(client_max_size=max_body_bytes, handler_args={"max_line_size": 65536},
                           middlewares=[metrics_middleware, errors_middleware, security_middleware])
     app[BRIDGE] = bridge
     add_routes(app)

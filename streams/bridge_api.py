@@ -6,12 +6,13 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
 from streams.bridge_inputs import (
-    INTERVAL_PATTERN, LONG_MAX, MAX_BATCH, MAX_EPOCH_MICROS, MAX_PRICE, MAX_SIZE, MIN_EPOCH_MICROS, SYMBOL_PATTERN,
+    INTERVAL_PATTERN, LONG_MAX, MAX_BATCH, TIMESTAMP_PATTERN, MAX_EPOCH_MICROS, MAX_PRICE, MAX_SIZE, MIN_EPOCH_MICROS, SYMBOL_PATTERN,
     InputError, parse_json, parse_news, parse_ticks, query_int, query_interval, query_symbol, query_text,
 )
 from streams.bridge_metrics import BridgeMetrics
@@ -313,7 +314,8 @@ def _number(**extra) -> dict:
 
 def _timestamp_schema() -> dict:
     return {"oneOf": [
-        {"type": "string", "format": "date-time", "description": "ISO 8601 / RFC 3339; no zone means UTC"},
+        {"type": "string", "format": "date-time", "pattern": TIMESTAMP_PATTERN,
+         "description": "ISO 8601 / RFC 3339 (no zone means UTC), years 1000 to 8999"},
         {"type": "integer", "minimum": MIN_EPOCH_MICROS, "maximum": MAX_EPOCH_MICROS,
          "description": "microseconds since 1970-01-01T00:00:00Z"},
     ]}
@@ -430,8 +432,47 @@ def _publish_op(summary: str, body: str, description: str) -> dict:
                       **_errors(400, 401, 413, 503)}}}
 
 
+def _dashboard_op(summary: str) -> dict:
+    return {"get": {
+        "summary": summary, "tags": ["dashboard"], "security": [],
+        "parameters": [_query("token", {"type": "string"}, "the API token (the page keeps it and drops it from the URL)"),
+                       _query("symbols", {"type": "string"}, "comma-separated symbols to chart (default: up to 12)")],
+        "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}},
+                      **_errors(400)}}}
+
+
+@lru_cache(maxsize=1)
+def query_parameters() -> dict[tuple[str, str], frozenset[str]]:
+    """(METHOD, route) -> the query parameters the document names; others get 400."""
+    out = {}
+    for path, operations in openapi_document()["paths"].items():
+        for method, operation in operations.items():
+            names = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+            out[(method.upper(), path)] = frozenset(names)
+    return out
+
+
+def unknown_query_parameter(request: web.Request) -> str | None:
+    resource = getattr(request.match_info.route, "resource", None)
+    if resource is None:
+        return None
+    allowed = query_parameters().get((request.method, resource.canonical))
+    if allowed is None:
+        return None
+    return next((name for name in request.query if name not in allowed), None)
+
+
 def openapi_document() -> dict:
-    """OpenAPI 3.1 for every route; the websocket is described on GET /v1/stream."""
+    """OpenAPI 3.1 for every route; the websocket is described on GET /v1/stream. Any route answers an
+    unknown query parameter with 400."""
+    document = _document()
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            operation["responses"].setdefault("400", _errors(400)["400"])
+    return document
+
+
+def _document() -> dict:
     limit = {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}
     return {
         "openapi": "3.1.0",
@@ -460,13 +501,8 @@ def openapi_document() -> dict:
                                                        "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
             "/openapi.json": {"get": {"summary": "This document", "tags": ["ops"], "security": [],
                                       "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
-            "/": {"get": {"summary": "The live dashboard", "tags": ["dashboard"], "security": [],
-                          "responses": {"200": {"description": "HTML page",
-                                                "content": {"text/html": {"schema": {"type": "string"}}}}}}},
-            "/dashboard": {"get": {"summary": "The live dashboard (same page as /)", "tags": ["dashboard"],
-                                   "security": [],
-                                   "responses": {"200": {"description": "HTML page",
-                                                         "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+            "/": _dashboard_op("The live dashboard"),
+            "/dashboard": _dashboard_op("The live dashboard (same page as /)"),
             "/static/{name}": {"get": {
                 "summary": "The dashboard's scripts and styles", "tags": ["dashboard"], "security": [],
                 "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],

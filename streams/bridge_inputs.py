@@ -20,10 +20,14 @@ from typing import Any, Callable
 from streams.schemas import validation_errors
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-MIN_TS = datetime.min.replace(tzinfo=timezone.utc)
-MAX_TS = datetime.max.replace(tzinfo=timezone.utc)
+# Timestamps from year 1000 to 8999: far from the ends of what Avro's timestamp-micros decodes to
+# (Python datetimes stop at years 1 and 9999, so an offset there would overflow in every consumer).
+MIN_YEAR, MAX_YEAR = 1000, 8999
+MIN_TS = datetime(MIN_YEAR, 1, 1, tzinfo=timezone.utc)
+MAX_TS = datetime(MAX_YEAR, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
 MIN_EPOCH_MICROS = (MIN_TS - EPOCH) // timedelta(microseconds=1)
 MAX_EPOCH_MICROS = (MAX_TS - EPOCH) // timedelta(microseconds=1)
+TIMESTAMP_PATTERN = r"^[1-8][0-9]{3}-"  # the year range above, for the OpenAPI document
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 
 SYMBOL_PATTERN = r"^[A-Za-z0-9.^=:/_-]{1,32}$"
@@ -129,7 +133,15 @@ def _number(value: Any, *, minimum: float, maximum: float, exclusive_minimum: bo
     return number
 
 
+def _integral(value: Any) -> Any:
+    """JSON has one number type: 5.0 is the integer 5 (as JSON Schema says)."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _integer(value: Any, *, minimum: int, maximum: int) -> int:
+    value = _integral(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise _Bad(f"must be an integer, got {_kind(value)}")
     if not minimum <= value <= maximum:
@@ -138,7 +150,8 @@ def _integer(value: Any, *, minimum: int, maximum: int) -> int:
 
 
 def parse_timestamp(value: Any) -> datetime:
-    """ISO 8601 text (no zone means UTC) or an integer of microseconds since the epoch."""
+    """ISO 8601 text (no zone means UTC) or an integer of microseconds since the epoch; years 1000-8999."""
+    value = _integral(value)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise _Bad(f"must be an ISO 8601 string or integer epoch microseconds, got {_kind(value)}")
     if isinstance(value, int):
@@ -156,12 +169,11 @@ def parse_timestamp(value: Any) -> datetime:
         parsed = datetime.fromisoformat(normalised)
     except ValueError:
         raise _Bad(f"not an ISO 8601 timestamp: {text[:40]!r}") from None
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise _Bad(f"year {parsed.year} out of range ({MIN_YEAR}..{MAX_YEAR})")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    try:
-        return parsed.astimezone(timezone.utc)
-    except OverflowError:
-        raise _Bad("timestamp out of range after conversion to UTC") from None
+    return parsed.astimezone(timezone.utc)
 
 
 _FRACTION = re.compile(r"(T\d\d:\d\d:\d\d)\.(\d{7,})")

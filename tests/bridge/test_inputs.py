@@ -36,6 +36,12 @@ def test_a_tick_gets_defaults_and_fits_the_schema():
     assert validation_errors("MarketTick", record) == []
 
 
+def test_integral_numbers_are_integers():
+    [record] = parse_ticks(good_tick(ts=1_362_148_200_000_000.0, seq=7.0))
+    assert record["seq"] == 7 and isinstance(record["seq"], int)
+    assert record["ts"] == datetime(2013, 3, 1, 14, 30, tzinfo=timezone.utc)
+
+
 def test_a_list_of_ticks_and_epoch_micros():
     records = parse_ticks([good_tick(), good_tick(symbol="MSFT", ts=1_362_148_200_000_000, source="feed", seq=7)])
     assert [r["symbol"] for r in records] == ["AAPL", "MSFT"]
@@ -70,8 +76,10 @@ def test_timestamps(text, expected):
     (good_tick(ts="yesterday"), "ts", "ISO 8601"),
     (good_tick(ts=1.5), "ts", "ISO 8601 string or integer"),
     (good_tick(ts=10**20), "ts", "out of range"),
-    (good_tick(ts="0001-01-01T00:00:00+01:00"), "ts", "out of range"),
+    (good_tick(ts="0001-01-01T00:00:00+01:00"), "ts", "year 1 out of range"),
+    (good_tick(ts="9999-12-31T23:00:00-01:00"), "ts", "year 9999 out of range"),
     (good_tick(seq=-2), "seq", "between"),
+    (good_tick(seq=1.5), "seq", "must be an integer"),
     (good_tick(seq=2**63), "seq", "between"),
     (good_tick(source=""), "source", "empty"),
     (good_tick(source="a\x00b"), "source", "NUL"),

@@ -29,10 +29,12 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
+os.environ.setdefault("TQDM_DISABLE", "1")  # no backtesting.py progress bar (read when tqdm is imported)
 
-import risk_core as rc
-from risk_core import _engine
+import numpy as np  # noqa: E402
+
+import risk_core as rc  # noqa: E402
+from risk_core import _engine  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SEED = 20240601
@@ -157,7 +159,6 @@ def bt_slice_start(c) -> int:
 
 
 def bt_run(o, h, l, c, v):
-    os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bar in the output
     import pandas as pd
     from backtesting import Backtest, Strategy
 

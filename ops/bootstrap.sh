@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything this project needs on a fresh machine, idempotently and from caches:
-#   Debian packages (redis-server, kcat), a Python venv keyed by a hash of requirements.txt under
-#   ~/.cache/algo, and the project itself (editable, which compiles the C++ risk engine).
+#   Debian packages (redis-server, kcat, chromium for the dashboard test), a Python venv keyed by a
+#   hash of requirements.txt under ~/.cache/algo, and the project itself (editable, which compiles
+#   the C++ risk engine).
 # Kafka and Apicurio jars are fetched by `algo stack up` on its first start (cached in ~/.cache/algo).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,6 +19,7 @@ command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v g++ >/dev/null || missing+=(g++)
 command -v cmake >/dev/null || missing+=(cmake)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq

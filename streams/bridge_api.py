@@ -246,7 +246,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
                               headers={"Retry-After": "5"})
     await ws.prepare(request)
     try:
-        client = hub.attach(ws, peer=f"{request.remote}")
+        client = hub.attach(ws, peer=f"{request.remote}", transport=request.transport)
     except HubUnavailable as error:
         await ws.close(code=1013, message=str(error).encode()[:120])
         return ws

@@ -51,12 +51,33 @@ class CommandError(AlgoError):
     """A websocket client sent something that is not a valid command."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Event:
     id: int
     topic: str
     symbols: frozenset[str] | None  # what the event is about; None when it carries no symbol
     text: str                       # the JSON sent to clients
+    _frame: bytes | None = field(default=None, repr=False)
+
+    @property
+    def frame(self) -> bytes:
+        """The whole websocket text frame (server to client: unmasked, uncompressed), built once and
+        written as is to every client whose socket is keeping up."""
+        if self._frame is None:
+            self._frame = text_frame(self.text.encode())
+        return self._frame
+
+
+def text_frame(payload: bytes) -> bytes:
+    """RFC 6455 section 5.2: FIN + text opcode, no mask, 7/16/64-bit length."""
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x81, n))
+    elif n < 65536:
+        header = bytes((0x81, 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + n.to_bytes(8, "big")
+    return header + payload
 
 
 @dataclass(frozen=True)
@@ -149,11 +170,17 @@ def _control(kind: str, **fields) -> Event:
 
 
 class Client:
-    """One websocket connection: its filters, its bounded queue and the task that drains it."""
+    """One websocket connection: its filters, its bounded queue and the task that drains it.
 
-    def __init__(self, ws, hub: "StreamHub", queue_size: int, peer: str = "") -> None:
+    Fast path: while a client's queue is empty and its socket's write buffer is empty, a live event's
+    pre-built frame is written straight to the transport (one write, so it never interleaves with
+    aiohttp's own frames, and in order, since nothing is queued ahead of it). Otherwise the event
+    joins the queue and the writer task sends it with aiohttp's flow control."""
+
+    def __init__(self, ws, hub: "StreamHub", queue_size: int, peer: str = "", transport=None) -> None:
         self.ws = ws
         self.hub = hub
+        self.transport = transport
         self.queue_size = queue_size
         self.peer = peer
         self.filters: dict[str, frozenset[str] | None] = {}
@@ -167,9 +194,19 @@ class Client:
         self.task = asyncio.get_running_loop().create_task(self._writer(), name=f"ws-writer {self.peer}")
 
     def offer(self, event: Event, received: float, *, force: bool = False) -> bool:
-        """Queues an event; False when the queue is full (the client is too slow). `force`: control
-        messages and replays, bounded by the rings, go in regardless."""
+        """Sends or queues an event; False when the queue is full (the client is too slow). `force`:
+        control messages and replays, bounded by the rings, go in regardless."""
         if self.closed:
+            return True
+        transport = self.transport
+        if (event.id and not self.pending and transport is not None and not transport.is_closing()
+                and transport.get_write_buffer_size() == 0):
+            transport.write(event.frame)
+            self.sent += 1
+            metrics = self.hub.metrics
+            if metrics is not None:
+                metrics.ws_sent.inc()
+                metrics.fanout_seconds.observe(time.perf_counter() - received)
             return True
         if not force and len(self.pending) >= self.queue_size:
             return False
@@ -282,10 +319,12 @@ class StreamHub:
 
     # --- clients ------------------------------------------------------------------------------------------
 
-    def attach(self, ws, peer: str = "") -> Client:
+    def attach(self, ws, peer: str = "", transport=None) -> Client:
+        """A new client on websocket `ws`; `transport` (the connection's asyncio transport) enables the
+        direct-write fast path."""
         if len(self.clients) >= self.max_clients:
             raise HubUnavailable(f"too many websocket clients (limit {self.max_clients})")
-        client = Client(ws, self, self.queue_size, peer)
+        client = Client(ws, self, self.queue_size, peer, transport)
         self.clients.add(client)
         client.start()
         if self.metrics is not None:
@@ -520,6 +559,9 @@ class StreamHub:
             for tp in new:
                 consumer.seek(tp, ends[tp])
                 self._positions[tp] = ends[tp]
+        for topic in pending:
+            if topic not in failures:
+                await asyncio.to_thread(self._prewarm, topic)
         for topic, future in pending.items():
             if self._pending.get(topic) is future:
                 del self._pending[topic]
@@ -531,6 +573,16 @@ class StreamHub:
             else:
                 self.active.add(topic)
                 future.set_result(None)
+
+    def _prewarm(self, topic: str) -> None:
+        """Fetches the topic's latest writer schema now, so its first event does not wait on the registry."""
+        try:
+            codec = self.codecs.for_topic(topic)
+            client = self.codecs.client
+            latest = client.get_latest_version(codec.spec.subject)
+            client.get_schema(latest.schema_id)
+        except Exception as error:  # only an optimisation: decoding fetches what it needs anyway
+            log.debug("prewarm %s: %s", topic, error)
 
     async def _dispatch(self, batches: dict) -> None:
         received = time.perf_counter()

@@ -213,3 +213,53 @@ def test_origin_and_token_rules():
     assert origin_allowed("https://anything", "h", ("*",))
     assert token_matches("abc", "abc") and not token_matches("abd", "abc")
     assert not token_matches("", "") and not token_matches("é\ud800", "abc")
+
+
+async def test_a_stalled_socket_is_dropped_and_the_others_keep_up():
+    """Real sockets: a client that stops reading fills its TCP buffers, then its queue, and is closed
+    with 1013; a reading client gets every event meanwhile."""
+    import asyncio
+    import base64
+    import os
+    import socket
+
+    async with bridge_client(queue_size=20) as client:
+        hub = client.app[BRIDGE].hub
+        # the stalled one: a raw websocket handshake on a socket with a tiny receive buffer, then silence
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (client.server.host, client.server.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write((f"GET /v1/stream?token={TOKEN} HTTP/1.1\r\nHost: {client.server.host}:{client.server.port}\r\n"
+                      f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
+        subscribe = b'{"action":"subscribe","topics":["market.ticks"]}'
+        mask = os.urandom(4)
+        writer.write(bytes([0x81, 0x80 | len(subscribe)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(subscribe)))
+        await writer.drain()
+
+        async with client.ws_connect("/v1/stream", headers=AUTH) as ws:
+            await ws.send_json({"action": "subscribe", "topics": ["market.ticks"]})
+            while (await ws.receive_json())["type"] != "subscribed":
+                pass
+            while sum(1 for c in hub.clients if c.filters) < 2:
+                await asyncio.sleep(0.01)
+            payload = {"symbol": "AAPL", "blob": "x" * 20_000}
+            received = 0
+            for i in range(400):
+                hub.emit("market.ticks", "AAPL", 0, i, None, payload)
+                await asyncio.sleep(0)
+                while True:  # keep up as a healthy client does
+                    try:
+                        message = await ws.receive_json(timeout=0.001)
+                    except asyncio.TimeoutError:
+                        break
+                    received += message["type"] == "event"
+            while received < 400:
+                received += (await ws.receive_json(timeout=10))["type"] == "event"
+        assert hub.metrics.ws_dropped_clients._value.get() == 1
+        assert received == 400
+        writer.close()

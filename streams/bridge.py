@@ -214,7 +214,8 @@ def dashboard_url(settings: Settings, host: str | None = None, port: int | None 
 
 
 def run_bridge(settings: Settings, *, host: str | None = None, port: int | None = None,
-               max_body_bytes: int = MAX_BODY_BYTES, access_log: bool = False, echo=print) -> None:
+               max_body_bytes: int = MAX_BODY_BYTES, queue_size: int = 1000, ring_size: int = 1000,
+               access_log: bool = False, echo=print) -> None:
     """Serves the bridge until interrupted. Without ALGO_API_TOKEN a random token is generated and printed."""
     settings, generated = with_token(settings)
     host = host or settings.bridge_host
@@ -222,7 +223,7 @@ def run_bridge(settings: Settings, *, host: str | None = None, port: int | None 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    app = create_app(settings, max_body_bytes=max_body_bytes)
+    app = create_app(settings, max_body_bytes=max_body_bytes, queue_size=queue_size, ring_size=ring_size)
     if generated:
         echo("bridge: ALGO_API_TOKEN is not set; generated a token for this run:")
         echo(f"  {settings.api_token}")

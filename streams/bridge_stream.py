@@ -289,6 +289,7 @@ class StreamHub:
         self._tasks: list[asyncio.Task] = []
         self._admin = None
         self.connected = asyncio.Event()
+        self._wakeup = asyncio.Event()
         self.last_error: str | None = None
         self._stopping = False
 
@@ -481,6 +482,7 @@ class StreamHub:
             if future is None or future.done():
                 future = self._pending[topic] = loop.create_future()
             futures.append(future)
+        self._wakeup.set()
         try:
             await asyncio.wait_for(asyncio.shield(asyncio.gather(*futures)), timeout)
         except asyncio.TimeoutError:
@@ -520,8 +522,13 @@ class StreamHub:
                 while True:
                     if self._pending:
                         await self._activate(consumer)
-                    if not self._positions:
-                        await asyncio.sleep(0.05)
+                    if not self._positions:  # nothing asked for yet: wait for a first subscription
+                        self._wakeup.clear()
+                        if not self._pending:
+                            try:
+                                await asyncio.wait_for(self._wakeup.wait(), 5.0)
+                            except asyncio.TimeoutError:
+                                pass
                         continue
                     batches = await consumer.getmany(timeout_ms=100, max_records=2000)
                     if batches:

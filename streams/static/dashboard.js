@@ -546,7 +546,11 @@ function connect() {
     let m;
     try { m = JSON.parse(message.data); } catch (e) { return; }
     if (m.type === "event") onEvent(m);
-    else if (m.type === "subscribed") { state.retryMs = 500; setStatus("live", "pill-on"); }
+    else if (m.type === "subscribed") {
+      state.retryMs = 500;
+      setStatus("live", "pill-on");
+      $("heartbeat").textContent = new Date().toISOString().slice(11, 19);
+    }
     else if (m.type === "heartbeat") $("heartbeat").textContent = m.ts.slice(11, 19);
     else if (m.type === "error") console.warn("stream:", m.error);
   };

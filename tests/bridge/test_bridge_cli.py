@@ -18,7 +18,8 @@ from tests.bridge.helpers import ROOT, free_port
 def test_help_names_the_options():
     result = CliRunner().invoke(cli, ["bridge", "--help"])
     assert result.exit_code == 0
-    for option in ("--host", "--port", "--max-body-bytes", "--access-log", "ALGO_API_TOKEN"):
+    for option in ("--host", "--port", "--max-body-bytes", "--queue-size", "--ring-size", "--access-log",
+                   "ALGO_API_TOKEN"):
         assert option in result.output
 
 

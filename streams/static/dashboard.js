@@ -323,8 +323,8 @@ function drawChart(symbol, s) {
     const yy = y(at(d.t));
     ctx.fillStyle = d.action === "BUY" ? "#2ecc71" : "#ff5c5c";
     ctx.beginPath();
-    if (d.action === "BUY") { ctx.moveTo(xx, yy + 4); ctx.lineTo(xx - 5, yy + 12); ctx.lineTo(xx + 5, yy + 12); }
-    else { ctx.moveTo(xx, yy - 4); ctx.lineTo(xx - 5, yy - 12); ctx.lineTo(xx + 5, yy - 12); }
+    if (d.action === "BUY") { ctx.moveTo(xx, yy + 3); ctx.lineTo(xx - 4, yy + 10); ctx.lineTo(xx + 4, yy + 10); }
+    else { ctx.moveTo(xx, yy - 3); ctx.lineTo(xx - 4, yy - 10); ctx.lineTo(xx + 4, yy - 10); }
     ctx.closePath();
     ctx.fill();
   }

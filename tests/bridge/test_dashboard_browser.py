@@ -78,7 +78,9 @@ def test_dashboard_shows_prices_decisions_and_pnl(provisioned, book, tmp_path):
                            rationale="2 of 2 agents agree",
                            votes=[{"signal_id": "s1", "agent": "technical", "action": "BUY", "confidence": 0.8, "weight": 1.0},
                                   {"signal_id": "s2", "agent": "quant", "action": "BUY", "confidence": 0.6, "weight": 0.5}])
-            sell = decision(symbol=symbols[1], ts=series[symbols[1]][70]["ts"], action="SELL", target_position=-0.2)
+            sell = decision(symbol=symbols[1], ts=series[symbols[1]][70]["ts"], action="SELL", target_position=-0.2,
+                            votes=[{"signal_id": "s3", "agent": "technical", "action": "SELL", "confidence": 0.7,
+                                    "weight": 1.0}])
             for record in (buy, sell):
                 produce(provisioned, "consensus.decisions", record["symbol"].encode(), encode("consensus.decisions", record))
             verdict = {"verdict_id": str(uuid.uuid4()), "decision_id": buy["decision_id"], "symbol": symbols[0], "ts": when,

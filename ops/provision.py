@@ -58,6 +58,30 @@ def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = ALL_TOPICS)
     return created, [s.name for s in kept]
 
 
+def ensure_changelog_topics(settings: Settings, topics: list[tuple[str, int]]) -> list[str]:
+    """Creates Faust table changelog topics (compacted) before a worker starts.
+
+    On a fresh cluster Faust can see its own just-created changelog topic with 0 partitions and
+    crash the table's agent with PartitionsMismatch; creating them first avoids that race.
+    """
+    admin = AdminClient(settings.kafka_config({"log_level": 3}))
+    try:
+        existing = admin.list_topics(timeout=10).topics
+    except KafkaException as error:
+        raise ProvisionError(f"Kafka at {settings.kafka_bootstrap} does not answer ({error})") from error
+    new = [NewTopic(name, num_partitions=partitions, replication_factor=1, config={"cleanup.policy": "compact"})
+           for name, partitions in topics if name not in existing]
+    created = []
+    for name, future in (admin.create_topics(new, operation_timeout=30) if new else {}).items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as error:
+            if error.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise ProvisionError(f"cannot create changelog topic {name}: {error}") from error
+    return created
+
+
 def register_schemas(settings: Settings, specs: tuple[TopicSpec, ...] = ALL_TOPICS) -> dict[str, int]:
     """Registers each topic's value schema under <topic>-value with BACKWARD compatibility."""
     from confluent_kafka.schema_registry import Schema

@@ -121,9 +121,13 @@ def worker(name: str, loglevel: str) -> None:
     os.environ["ALGO_WORKER"] = name
     for module in WORKERS[name]:
         importlib.import_module(module)
-    from streams.app import app
     from faust import Worker
 
+    from ops.provision import ensure_changelog_topics
+    from streams.app import app, settings
+
+    ensure_changelog_topics(settings, [(table.changelog_topic.topics[0], table.partitions or settings.topic_partitions)
+                                       for table in app.tables.values()])
     Worker(app, loglevel=loglevel).execute_from_commandline()
 
 

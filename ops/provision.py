@@ -23,16 +23,16 @@ class ProvisionReport:
     migrations_applied: list[str] = field(default_factory=list)
 
 
-def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = ALL_TOPICS) -> tuple[list[str], list[str]]:
+def _admin_and_topics(settings: Settings) -> tuple[AdminClient, dict]:
     admin = AdminClient(settings.kafka_config({"log_level": 3}))
     try:
-        existing = admin.list_topics(timeout=10).topics
+        return admin, admin.list_topics(timeout=10).topics
     except KafkaException as error:
         raise ProvisionError(f"Kafka at {settings.kafka_bootstrap} does not answer ({error}); is `algo stack up` done?") from error
-    new = [
-        NewTopic(s.name, num_partitions=s.partitions or settings.topic_partitions, replication_factor=1, config=s.config())
-        for s in specs if s.name not in existing
-    ]
+
+
+def _create_topics(admin: AdminClient, new: list[NewTopic]) -> list[str]:
+    """Creates the topics; one that appeared meanwhile is fine. Returns the names created."""
     created = []
     for name, future in (admin.create_topics(new, operation_timeout=30) if new else {}).items():
         try:
@@ -41,6 +41,15 @@ def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = ALL_TOPICS)
         except KafkaException as error:
             if error.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise ProvisionError(f"cannot create topic {name}: {error}") from error
+    return created
+
+
+def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = ALL_TOPICS) -> tuple[list[str], list[str]]:
+    admin, existing = _admin_and_topics(settings)
+    created = _create_topics(admin, [
+        NewTopic(s.name, num_partitions=s.partitions or settings.topic_partitions, replication_factor=1, config=s.config())
+        for s in specs if s.name not in existing
+    ])
     # existing topics get their configuration brought in line (retention, cleanup policy)
     kept = [s for s in specs if s.name in existing]
     if kept:
@@ -64,22 +73,11 @@ def ensure_changelog_topics(settings: Settings, topics: list[tuple[str, int]]) -
     On a fresh cluster Faust can see its own just-created changelog topic with 0 partitions and
     crash the table's agent with PartitionsMismatch; creating them first avoids that race.
     """
-    admin = AdminClient(settings.kafka_config({"log_level": 3}))
-    try:
-        existing = admin.list_topics(timeout=10).topics
-    except KafkaException as error:
-        raise ProvisionError(f"Kafka at {settings.kafka_bootstrap} does not answer ({error})") from error
-    new = [NewTopic(name, num_partitions=partitions, replication_factor=1, config={"cleanup.policy": "compact"})
-           for name, partitions in topics if name not in existing]
-    created = []
-    for name, future in (admin.create_topics(new, operation_timeout=30) if new else {}).items():
-        try:
-            future.result()
-            created.append(name)
-        except KafkaException as error:
-            if error.args[0].name() != "TOPIC_ALREADY_EXISTS":
-                raise ProvisionError(f"cannot create changelog topic {name}: {error}") from error
-    return created
+    admin, existing = _admin_and_topics(settings)
+    return _create_topics(admin, [
+        NewTopic(name, num_partitions=partitions, replication_factor=1, config={"cleanup.policy": "compact"})
+        for name, partitions in topics if name not in existing
+    ])
 
 
 def register_schemas(settings: Settings, specs: tuple[TopicSpec, ...] = ALL_TOPICS) -> dict[str, int]:

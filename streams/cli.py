@@ -16,6 +16,7 @@ WORKERS = {
     "technical": ("streams.technical_agent",),
     "consensus": ("streams.consensus_agent",),
     "broker": ("streams.broker_agent",),
+    "quant": ("streams.quant_agent",),
 }
 WORKERS["signals"] = WORKERS["bars"] + WORKERS["technical"] + WORKERS["consensus"]  # ticks -> decisions
 WORKERS["all"] = tuple(dict.fromkeys(module for modules in WORKERS.values() for module in modules))
@@ -178,6 +179,10 @@ cli.add_command(backtest)
 from streams.bridge_cli import bridge  # noqa: E402
 
 cli.add_command(bridge)
+
+from streams.quant_cli import quant  # noqa: E402
+
+cli.add_command(quant)
 
 
 def main() -> None:

@@ -132,3 +132,28 @@ def select_symbols(series: list[BarSeries], symbols: list[str] | None, origin: s
 def load_bars(dataset: str, symbol: str) -> BarSeries:
     """One symbol of a bundled dataset."""
     return load_dataset(dataset, [symbol])[0]
+
+
+def load_market_data(database_url: str, symbols: list[str] | None, interval: str) -> list[BarSeries]:
+    """Bars the pipeline persisted (table market_data) as BarSeries, one per symbol."""
+    import psycopg
+
+    query = ("SELECT symbol, ts, open::float8, high::float8, low::float8, close::float8, volume::float8 "
+             "FROM market_data WHERE interval = %s")
+    params: list = [interval]
+    if symbols:
+        query += " AND symbol = ANY(%s)"
+        params.append([s.upper() for s in symbols])
+    try:
+        with psycopg.connect(database_url, connect_timeout=5) as conn:
+            rows = conn.execute(query + " ORDER BY symbol, ts", params).fetchall()
+    except psycopg.Error as error:
+        raise DataError(f"cannot read market_data from Postgres ({error}); run `algo stack up` and `algo provision`")
+    if not rows:
+        wanted = f" for {', '.join(symbols)}" if symbols else ""
+        raise DataError(f"market_data has no {interval} bars{wanted}; replay some data first (`algo demo` or "
+                        "`algo replay` with the bars and persistence workers running)")
+    frame = pd.DataFrame(rows, columns=["symbol", "date", *OHLCV])
+    frame["date"] = pd.to_datetime(frame["date"], utc=True)
+    series = [_frame_to_series(group, str(name), "market_data") for name, group in frame.groupby("symbol", sort=True)]
+    return select_symbols(series, symbols, "market_data")

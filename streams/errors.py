@@ -35,3 +35,7 @@ class PersistenceError(AlgoError):
 
 class DataError(AlgoError):
     """Input market data (a CSV or a bundled dataset) is unusable."""
+
+
+class ModelError(AlgoError):
+    """A policy could not be trained, saved, registered, loaded or evaluated."""

@@ -56,6 +56,9 @@ class Settings:
     offset_reset: str = "earliest"
     api_token: str = ""
     allowed_origins: tuple[str, ...] = ()
+    model_dir: Path = PROJECT_ROOT / "models"
+    quant_model_version: str = ""  # pin the served version; empty = the newest registered one
+    quant_model_poll_s: float = 5.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -93,6 +96,9 @@ class Settings:
             offset_reset=get("ALGO_OFFSET_RESET", defaults.offset_reset),
             api_token=get("ALGO_API_TOKEN", defaults.api_token),
             allowed_origins=tuple(o.strip() for o in get("ALGO_ALLOWED_ORIGINS", "").split(",") if o.strip()),
+            model_dir=Path(get("ALGO_MODEL_DIR", defaults.model_dir)),
+            quant_model_version=get("QUANT_MODEL_VERSION", defaults.quant_model_version).strip(),
+            quant_model_poll_s=number("QUANT_MODEL_POLL_S", defaults.quant_model_poll_s, float),
         )
         if settings.offset_reset not in ("earliest", "latest"):
             raise ConfigError(f"ALGO_OFFSET_RESET={settings.offset_reset!r}: use earliest or latest")

@@ -63,3 +63,18 @@ def backtest_request(**overrides) -> dict:
               "initial_cash": 100_000.0, "start": None, "end": None}
     record.update(overrides)
     return record
+
+
+def ohlcv(n: int = 400, seed: int = 0, drift: float = 0.0003, vol: float = 0.012, start: str = "2005-01-03"):
+    """A random-walk daily OHLCV frame (date, open, high, low, close, volume) with consistent high/low."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    close = 50.0 * np.exp(np.cumsum(drift + vol * rng.standard_normal(n)))
+    open_ = close * np.exp(0.3 * vol * rng.standard_normal(n))
+    high = np.maximum(open_, close) * (1 + 0.004 * rng.random(n))
+    low = np.minimum(open_, close) * (1 - 0.004 * rng.random(n))
+    dates = pd.bdate_range(start, periods=n)
+    return pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), "open": open_, "high": high, "low": low, "close": close,
+                         "volume": rng.integers(1_000, 100_000, n).astype(float)})

@@ -1,7 +1,7 @@
 """`algo demo`: the whole pipeline on bundled data, ending with a summary of what landed in Postgres.
 
-Steps: stack up -> provision -> start the workers (bars, persistence, technical, consensus, risk,
-broker) -> replay the dataset -> wait until every source bar is in market_data and the trading loop
+Steps: stack up -> provision -> a Quant model (the registered one, else a quick PPO training, see
+DEMO_QUANT) -> start the workers (bars, persistence, technical, quant, consensus, risk, broker) -> replay the dataset -> wait until every source bar is in market_data and the trading loop
 (votes -> decisions -> verdicts -> orders -> fills) has gone quiet -> ask the Risk agent, over
 Kafka, for an SMA-crossover backtest of each symbol on the bars that landed -> summary -> stop the
 workers. Each run trades a fresh paper account (demo-<time>). The stack stays up (`algo stack down`).
@@ -21,7 +21,10 @@ import psycopg
 from streams.errors import AlgoError
 from streams.settings import Settings
 
-DEMO_WORKERS = ("bars", "persistence", "technical", "consensus", "risk", "broker")
+DEMO_WORKERS = ("bars", "persistence", "technical", "quant", "consensus", "risk", "broker")
+# The demo's Quant policy when none is registered: PPO on S&P 500 index bars from 2014 on, i.e.
+# after the bundled stocks' 2000-2013 and never on the replayed symbols themselves.
+DEMO_QUANT = {"dataset": "sp500", "start": "2014-01-01", "timesteps": 30_000, "seed": 0}
 
 
 def start_workers(settings: Settings, names=DEMO_WORKERS, env: dict | None = None) -> list[subprocess.Popen]:
@@ -218,6 +221,38 @@ def summary_rows(settings: Settings, symbols: list[str]) -> list[dict]:
              "last_close": float(r[4]), "volume": float(r[5])} for r in rows]
 
 
+def ensure_quant_model(settings: Settings, say) -> str:
+    """The registered Quant version the demo will serve; trains and registers DEMO_QUANT if none."""
+    import numpy as np
+
+    from streams import quant_model
+    from streams.datasets import BarSeries, load_dataset
+    from streams.quant_train import train_and_register
+
+    current = quant_model.current_version(settings)
+    if current:
+        say(f"quant agent will serve model {current} (the latest registered; `algo quant versions`)")
+        return current
+    say(f"no quant model registered: training PPO on {DEMO_QUANT['dataset']} bars from {DEMO_QUANT['start']} "
+        f"({DEMO_QUANT['timesteps']:,} steps)")
+    [full] = load_dataset(DEMO_QUANT["dataset"])
+    keep = full.dates >= np.datetime64(DEMO_QUANT["start"])
+    bars = BarSeries(full.symbol, full.dates[keep], full.open[keep], full.high[keep], full.low[keep], full.close[keep],
+                     full.volume[keep])
+    summary = train_and_register(settings, [bars], f"dataset:{DEMO_QUANT['dataset']}",
+                                 timesteps=DEMO_QUANT["timesteps"], seed=DEMO_QUANT["seed"])
+    say(f"quant model {summary['version']} trained and registered")
+    return summary["version"]
+
+
+def signal_counts(settings: Settings, symbols: list[str]) -> dict[str, int]:
+    """Votes per agent on these symbols in the signals table."""
+    with psycopg.connect(settings.database_url) as conn:
+        rows = conn.execute("SELECT agent, count(*) FROM signals WHERE symbol = ANY(%s) GROUP BY agent",
+                            (symbols,)).fetchall()
+    return {agent: count for agent, count in rows}
+
+
 def run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool = False,
              duration: float | None = None, speed: float = 0.0) -> dict:
     from ops import stack
@@ -232,6 +267,8 @@ def run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool =
     stack.up(settings, progress=say)
     stack_seconds = time.perf_counter() - started
     provision(settings, progress=say)
+    quant_version = ensure_quant_model(settings, say)
+    signals_before = signal_counts(settings, names)
     account = f"demo-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     decisions_before = topic_size(settings, "consensus.decisions")
     say(f"starting workers {', '.join(DEMO_WORKERS)} for paper account {account} "
@@ -290,6 +327,9 @@ def run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool =
         "fills": sum(r["paper"]["fills"] for r in per_symbol),
         "trading_loop_seconds": round(loop_seconds, 1),
         "book": book,
+        "quant_model": quant_version,
+        "signals_by_agent": {agent: count - signals_before.get(agent, 0)
+                             for agent, count in sorted(signal_counts(settings, names).items())},
         "dashboard_url": dashboard_url,
         "per_symbol": per_symbol,
     }
@@ -329,6 +369,8 @@ def print_summary(summary: dict) -> None:
                       f"trading loop settled {summary['trading_loop_seconds']} s after the replay began")
     else:
         console.print(f"decisions: {summary['decisions']:,}; no fills for {summary['account']}")
+    votes = ", ".join(f"{agent} {count:,}" for agent, count in summary["signals_by_agent"].items())
+    console.print(f"agent votes this run: {votes or 'none'} (quant model {summary['quant_model']})")
     console.print(f"dashboard (live while the demo runs; `algo bridge` serves it afterwards): {summary['dashboard_url']}")
     console.print("inspect: `algo tail consensus.decisions --from-beginning --limit 5`, psql on DATABASE_URL; "
                   "stop everything with `algo stack down`")

@@ -1,6 +1,6 @@
 """Quant agent: market.bars -> agent.signals with the PPO policy (streams.quant, streams.quant_model).
 
-The served policy is the newest registered version (or QUANT_MODEL_VERSION); a timer polls the
+The served policy is the most recently registered version (or QUANT_MODEL_VERSION); a timer polls the
 registry every QUANT_MODEL_POLL_S seconds and swaps in a newer version without a restart. Until
 a version exists the agent keeps its windows warm and publishes nothing.
 """
@@ -34,9 +34,9 @@ class ServedPolicy:
                     self._swap(await loop.run_in_executor(None, quant_model.fetch, settings,
                                                           settings.quant_model_version))
                 return
-            newest = await loop.run_in_executor(None, quant_model.newest_version, settings)
-            if newest is not None and (self.policy is None or newest != self.policy.version):
-                self._swap(await loop.run_in_executor(None, quant_model.fetch, settings, newest))
+            current = await loop.run_in_executor(None, quant_model.current_version, settings)
+            if current is not None and (self.policy is None or current != self.policy.version):
+                self._swap(await loop.run_in_executor(None, quant_model.fetch, settings, current))
         except AlgoError as error:  # the registry is down or a row is unusable: keep serving what we have
             log.warning("quant: model registry: %s", error)
 

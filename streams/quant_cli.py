@@ -84,73 +84,28 @@ def quant() -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Directory for the model (default: $ALGO_MODEL_DIR/<version>).")
 @click.option("--register/--no-register", default=True, show_default=True,
-              help="Record the model as a version in Postgres (the quant agent serves the newest).")
+              help="Record the model as a version in Postgres (the quant agent serves the latest registered).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def train(csv_path, dataset, from_db, interval, symbols, start, end, timesteps, seed, checkpoint_every, out_dir,
           register, as_json):
     """Train a PPO policy on historical bars; save it with its metadata; register it as a version."""
-    import shutil
-    import tempfile
-
-    import risk_core as rc
-    from streams import quant_model as qm
-    from streams.quant_env import EnvConfig, MarketSeries
-    from streams.quant_features import FeatureSpec
+    from streams.quant_train import train_and_register
 
     wanted = [s for s in symbols.replace(",", " ").split() if s]
     bars, source = _load(csv_path, dataset, wanted, from_db, interval)
     bars = _clip(bars, _date(start, "--start"), _date(end, "--end"))
-    spec, config = FeatureSpec(), EnvConfig()
-    series = [MarketSeries.build(b.symbol, b.open, b.close, spec) for b in bars]
-    series_ok = [s for s in series if len(s) - s.first_decision_bar() >= 2]
-    if not series_ok:
-        raise click.ClickException(f"no symbol has more than {spec.warmup} bars in the chosen range")
-    settings = _settings()
-    base = Path(out_dir).resolve().parent if out_dir else settings.model_dir
-    base.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".training-", dir=base))  # checkpoints, until the version is known
     if not as_json:
-        click.echo(f"training PPO (seed {seed}, {timesteps:,} steps) on {', '.join(s.symbol for s in series_ok)} "
+        click.echo(f"training PPO (seed {seed}, {timesteps:,} steps) on {', '.join(b.symbol for b in bars)} "
                    f"from {source}")
-    model = qm.train_policy(series_ok, spec, config, timesteps=timesteps, seed=seed,
-                            checkpoint_dir=scratch / "checkpoints", checkpoint_every=checkpoint_every,
-                            progress_bar=not as_json)
-    artifact = qm.artifact_bytes(model)
-    policy = qm.QuantPolicy(model, {"version": qm.version_of(artifact), "features": spec.as_dict(),
-                                    "env": config.as_dict()})
-    in_sample = {}
-    for s in series_ok:
-        first = s.first_decision_bar()
-        signs, _ = policy.rollout(s.features, first, len(s))
-        stats = rc.backtest(s.open[first:], s.close[first:], target=signs, **config.backtest_params()).stats
-        in_sample[s.symbol] = {"sharpe": stats.sharpe, "total_return": stats.total_return,
-                               "max_drawdown": stats.max_drawdown, "fills": stats.num_fills}
-    used = [b for b in bars if b.symbol in in_sample]
-    metadata = qm.build_metadata(
-        artifact=artifact, seed=seed, timesteps=timesteps, hyperparameters={}, spec=spec, config=config,
-        source=source, symbols=[b.symbol for b in used], start=str(min(b.dates[0] for b in used)),
-        end=str(max(b.dates[-1] for b in used)), bars=sum(len(b) for b in used),
-        metrics={"in_sample": in_sample, "note": "in-sample figures on the training data; "
-                                                 "see `algo quant evaluate` for out-of-sample ones"})
-    target = Path(out_dir) if out_dir else settings.model_dir / metadata["version"]
-    qm.save(target, artifact, metadata)
-    checkpoints = scratch / "checkpoints"
-    if checkpoints.exists():
-        (target / "checkpoints").mkdir(exist_ok=True)
-        for file in sorted(checkpoints.iterdir()):
-            file.replace(target / "checkpoints" / file.name)
-    shutil.rmtree(scratch, ignore_errors=True)
-    registered = qm.register(settings, artifact, metadata) if register else None
-    summary = {"version": metadata["version"], "path": str(target), "registered": registered is not None,
-               "seed": seed, "timesteps": timesteps, "symbols": metadata["data"]["symbols"],
-               "data": metadata["data"], "in_sample": in_sample,
-               "checkpoints": sorted(p.name for p in (target / "checkpoints").glob("*.zip"))}
+    summary = train_and_register(_settings(), bars, source, timesteps=timesteps, seed=seed,
+                                 checkpoint_every=checkpoint_every, out_dir=Path(out_dir) if out_dir else None,
+                                 register=register, progress_bar=not as_json)
     if as_json:
         click.echo(json.dumps(summary, default=str))
         return
-    click.echo(f"model {summary['version']} saved to {target}"
-               + (" and registered in Postgres (model_versions)" if registered else " (not registered)"))
-    for symbol, figures in in_sample.items():
+    click.echo(f"model {summary['version']} saved to {summary['path']}"
+               + (" and registered in Postgres (model_versions)" if summary["registered"] else " (not registered)"))
+    for symbol, figures in summary["in_sample"].items():
         click.echo(f"  in-sample {symbol}: Sharpe {figures['sharpe']:.2f}, return {figures['total_return']:+.1%}, "
                    f"max drawdown {figures['max_drawdown']:.1%}, {figures['fills']} fills")
 
@@ -192,7 +147,8 @@ def evaluate(csv_path, dataset, from_db, interval, symbol, seeds, folds, train_f
 @quant.command("register")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 def register_command(directory):
-    """Register a saved model directory (model.zip + metadata.json) as a version."""
+    """Register a saved model directory (model.zip + metadata.json) as the current version
+    (an already registered one becomes current again: a rollback)."""
     from streams import quant_model as qm
 
     policy = qm.QuantPolicy.load(directory)
@@ -205,7 +161,7 @@ def register_command(directory):
 @quant.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def versions(as_json):
-    """Registered Quant model versions, newest first (the agent serves the newest unless pinned)."""
+    """Registered Quant model versions, current first (the agent serves the current one unless pinned)."""
     from streams import quant_model as qm
 
     rows = qm.list_versions(_settings())
@@ -215,5 +171,5 @@ def versions(as_json):
     if not rows:
         click.echo("no quant model registered yet: run `algo quant train`")
     for row in rows:
-        click.echo(f"{row['version']}  {row['created_at']:%Y-%m-%d %H:%M}  seed {row['seed']}  {row['data_source']}  "
+        click.echo(f"{row['version']}  registered {row['registered_at']:%Y-%m-%d %H:%M:%S}  seed {row['seed']}  {row['data_source']}  "
                    f"{row['bars']:,} bars  {row['artifact_bytes'] / 1024:.0f} KiB")

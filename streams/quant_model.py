@@ -3,7 +3,7 @@
 A trained policy is a stable-baselines3 zip plus a metadata dict (data range, features, env and
 costs, seed, hyper-parameters, metrics, library versions). Its version is content-addressed:
 `quant-ppo-<first 12 hex of the zip's sha256>`. `register` stores both in Postgres
-(sql/003_model_versions.sql); `fetch` loads the newest (or a pinned) version back.
+(sql/003_model_versions.sql); `fetch` loads the current (most recently registered) or a pinned version back.
 """
 from __future__ import annotations
 
@@ -39,6 +39,17 @@ def _torch():
     return torch
 
 
+def effective_hyperparameters(timesteps: int, overrides: dict | None = None) -> dict:
+    """PPO_DEFAULTS with `overrides`; a run shorter than one rollout collects only `timesteps` steps."""
+    hyper = {**PPO_DEFAULTS, **(overrides or {})}
+    unknown = sorted(set(hyper) - set(PPO_DEFAULTS))
+    if unknown:
+        raise ModelError(f"unknown PPO hyper-parameter(s): {', '.join(unknown)}")
+    hyper["n_steps"] = max(2, min(int(hyper["n_steps"]), int(timesteps)))
+    hyper["batch_size"] = min(int(hyper["batch_size"]), hyper["n_steps"])
+    return hyper
+
+
 def train_policy(series: list[MarketSeries], spec: FeatureSpec, config: EnvConfig, *, timesteps: int, seed: int,
                  hyperparameters: dict | None = None, checkpoint_dir: Path | None = None,
                  checkpoint_every: int = 0, progress_bar: bool = False):
@@ -51,10 +62,7 @@ def train_policy(series: list[MarketSeries], spec: FeatureSpec, config: EnvConfi
     _torch()
     if timesteps < 1:
         raise ModelError(f"timesteps must be >= 1, got {timesteps}")
-    hyper = {**PPO_DEFAULTS, **(hyperparameters or {})}
-    unknown = sorted(set(hyper) - set(PPO_DEFAULTS))
-    if unknown:
-        raise ModelError(f"unknown PPO hyper-parameter(s): {', '.join(unknown)}")
+    hyper = effective_hyperparameters(timesteps, hyperparameters)
     set_random_seed(seed)
     env = Monitor(QuantTradingEnv(series, spec, config))
     net = list(hyper.pop("net_arch"))
@@ -173,7 +181,7 @@ def build_metadata(*, artifact: bytes, seed: int, timesteps: int, hyperparameter
         "model": MODEL, "algorithm": "PPO", "version": version_of(artifact),
         "artifact_sha256": hashlib.sha256(artifact).hexdigest(),
         "created_at": datetime.now(timezone.utc).isoformat(), "seed": seed, "timesteps": timesteps,
-        "hyperparameters": {**PPO_DEFAULTS, **hyperparameters},
+        "hyperparameters": effective_hyperparameters(timesteps, hyperparameters),
         "features": {**spec.as_dict(), "names": spec.names(), "warmup": spec.warmup},
         "env": config.as_dict(),
         "data": {"source": source, "symbols": symbols, "start": start, "end": end, "bars": bars},
@@ -213,7 +221,8 @@ def _registry_call(settings, work: Callable):
 
 
 def register(settings, artifact: bytes, metadata: dict) -> str:
-    """Stores a version (idempotent: the same artifact registers once) and returns its name."""
+    """Stores a version and makes it the current one; the same artifact is stored once (registering
+    it again only makes it current again: a rollback). Returns the version."""
     from psycopg.types.json import Jsonb
 
     data = metadata["data"]
@@ -223,7 +232,7 @@ def register(settings, artifact: bytes, metadata: dict) -> str:
             """INSERT INTO model_versions (model, version, algorithm, seed, data_source, data_start, data_end, bars,
                    features, hyperparameters, metrics, metadata, artifact, artifact_sha256)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-               ON CONFLICT (version) DO NOTHING""",
+               ON CONFLICT (version) DO UPDATE SET registered_at = clock_timestamp()""",
             (metadata["model"], metadata["version"], metadata["algorithm"], metadata["seed"], data["source"],
              data["start"], data["end"], data["bars"], Jsonb(metadata["features"]),
              Jsonb(metadata["hyperparameters"]), Jsonb(metadata["metrics"]), Jsonb(metadata), artifact,
@@ -236,33 +245,33 @@ def register(settings, artifact: bytes, metadata: dict) -> str:
 def list_versions(settings, model: str = MODEL) -> list[dict]:
     def work(conn):
         rows = conn.execute(
-            """SELECT version_id, version, created_at, seed, data_source, data_start, data_end, bars, metrics,
-                      length(artifact)
-               FROM model_versions WHERE model = %s ORDER BY version_id DESC""", (model,)).fetchall()
-        names = ("id", "version", "created_at", "seed", "data_source", "data_start", "data_end", "bars", "metrics",
-                 "artifact_bytes")
+            """SELECT version_id, version, registered_at, created_at, seed, data_source, data_start, data_end, bars,
+                      metrics, length(artifact)
+               FROM model_versions WHERE model = %s ORDER BY registered_at DESC, version_id DESC""", (model,)).fetchall()
+        names = ("id", "version", "registered_at", "created_at", "seed", "data_source", "data_start", "data_end",
+                 "bars", "metrics", "artifact_bytes")
         return [dict(zip(names, row)) for row in rows]
 
     return _registry_call(settings, work)
 
 
-def newest_version(settings, model: str = MODEL) -> str | None:
+def current_version(settings, model: str = MODEL) -> str | None:
     def work(conn):
-        row = conn.execute("SELECT version FROM model_versions WHERE model = %s ORDER BY version_id DESC LIMIT 1",
-                           (model,)).fetchone()
+        row = conn.execute("SELECT version FROM model_versions WHERE model = %s "
+                           "ORDER BY registered_at DESC, version_id DESC LIMIT 1", (model,)).fetchone()
         return row[0] if row else None
 
     return _registry_call(settings, work)
 
 
 def fetch(settings, version: str | None = None, model: str = MODEL) -> QuantPolicy | None:
-    """The pinned version (an error if unknown) or the newest one (None if none is registered)."""
+    """The pinned version (an error if unknown) or the current one (None if none is registered)."""
     def work(conn):
         if version:
             return conn.execute("SELECT metadata, artifact FROM model_versions WHERE version = %s",
                                 (version,)).fetchone()
         return conn.execute("SELECT metadata, artifact FROM model_versions WHERE model = %s "
-                            "ORDER BY version_id DESC LIMIT 1", (model,)).fetchone()
+                            "ORDER BY registered_at DESC, version_id DESC LIMIT 1", (model,)).fetchone()
 
     row = _registry_call(settings, work)
     if row is None:

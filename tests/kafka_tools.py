@@ -42,10 +42,16 @@ def wait_for(predicate, timeout: float = 60, every: float = 0.5, what: str = "co
 
 def first_matching(settings, topic: str, predicate, timeout: float = 60) -> dict:
     """The first decoded record on `topic` (from the beginning) that satisfies `predicate`."""
+    return all_matching(settings, topic, predicate, 1, timeout)[0]
+
+
+def all_matching(settings, topic: str, predicate, count: int, timeout: float = 60) -> list[dict]:
+    """The first `count` decoded records on `topic` (from the beginning) that satisfy `predicate`."""
     deserializer = AvroDeserializer(registry_client(settings.schema_registry_url))
     context = SerializationContext(topic, MessageField.VALUE)
     consumer = Consumer(settings.kafka_config({"group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}))
     consumer.subscribe([topic])
+    found: list[dict] = []
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -57,8 +63,10 @@ def first_matching(settings, topic: str, predicate, timeout: float = 60) -> dict
             except Exception:  # other tests publish undecodable messages on purpose (dead-letter tests)
                 continue
             if predicate(record):
-                return record
-        pytest.fail(f"no matching record on {topic} within {timeout} s")
+                found.append(record)
+                if len(found) == count:
+                    return found
+        pytest.fail(f"{len(found)} of {count} matching records on {topic} within {timeout} s")
     finally:
         consumer.close()
 

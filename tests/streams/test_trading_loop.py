@@ -19,7 +19,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def loop_worker(provisioned, tmp_path_factory):
     account = f"acct-{uuid.uuid4().hex[:6]}"
-    worker = Worker("all", tmp_path_factory.mktemp("loop") / "all.log", RISK_ACCOUNT=account)
+    # the technical agent's votes alone, so the outcome does not depend on whichever quant model is registered
+    worker = Worker("all", tmp_path_factory.mktemp("loop") / "all.log", RISK_ACCOUNT=account,
+                    CONSENSUS_WEIGHTS="technical=1,quant=0")
     yield worker, account
     worker.stop()
 

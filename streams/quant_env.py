@@ -6,10 +6,15 @@ of equity). A changed target is filled at bar t+1's open with risk_core's execut
 (PaperAccount mirrors risk_core's backtester: slippage on the fill price, the fee on the traded
 notional, all-in sizing that leaves room for the fee), and the step ends at bar t+1's close.
 
-Reward (documented risk penalty): with r = equity[t+1] / equity[t] - 1,
-    reward = reward_scale * (log(1 + r) - risk_penalty * r**2)
+Reward (documented risk penalty): with r = equity[t+1] / equity[t] - 1 and d = |change of the
+target| (0, 1 or 2 units of `fraction`),
+    reward = reward_scale * (log(1 + r) - risk_penalty * r**2 - trade_penalty_bps / 1e4 * d)
 log(1 + r) is the growth rate (it already charges r**2 / 2 for variance); risk_penalty adds more
-variance aversion, so a position must earn its volatility. Costs enter through equity.
+variance aversion, so a position must earn its volatility. Fees and slippage enter through
+equity; trade_penalty_bps is a training-only charge on top (equity never sees it): the real costs
+of a daily flip are a few basis points, far below the noise of one day's return, and a policy
+trained without it learns to trade on that noise (the first evaluation turned its book over ~200
+times a year).
 
 Episodes start flat at a random bar of a random series (weighted by length) and last
 `episode_length` bars or until the data ends (truncated); equity at or below zero terminates.
@@ -33,6 +38,7 @@ class EnvConfig:
     fraction: float = 1.0         # |target| as a fraction of equity
     initial_capital: float = 100_000.0
     risk_penalty: float = 1.0
+    trade_penalty_bps: float = 10.0
     reward_scale: float = 100.0
     episode_length: int = 252
     positions: tuple[float, ...] = (-1.0, 0.0, 1.0)  # action index -> target sign
@@ -171,6 +177,7 @@ class QuantTradingEnv(gym.Env):
         sign = float(self.config.positions[int(action)])
         account, series, t = self._account, self._current, self._t
         before = account.equity(series.close[t])
+        change = abs(sign - self._sign) * self.config.fraction
         if sign != self._sign:  # the backtester trades only when the signal changes
             account.rebalance(sign * self.config.fraction, series.open[t + 1])
             self._sign = sign
@@ -179,7 +186,8 @@ class QuantTradingEnv(gym.Env):
         r = after / before - 1.0 if before > 0 else -1.0
         terminated = after <= 0.0
         growth = math.log1p(max(r, -0.99))
-        reward = self.config.reward_scale * (growth - self.config.risk_penalty * r * r)
+        reward = self.config.reward_scale * (growth - self.config.risk_penalty * r * r
+                                             - self.config.trade_penalty_bps / 1e4 * change)
         truncated = not terminated and self._t >= self._end
         info = {"equity": after, "units": account.units, "bar": self._t, "fees": account.fees,
                 "traded": account.traded, "position": self._sign}

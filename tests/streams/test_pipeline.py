@@ -62,7 +62,9 @@ def test_provision_is_idempotent(provisioned):
     assert len(again.topics_existing) == 13 and set(again.schemas) >= {"market.ticks-value", "dead-letter-value"}
     assert migrate(provisioned.database_url) == []
     with psycopg.connect(provisioned.database_url) as conn:
-        assert conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall() == [(1,), (2,)]
+        on_disk = [(int(path.name[:3]),) for path in sorted((ROOT / "sql").glob("[0-9][0-9][0-9]_*.sql"))]
+        assert conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall() == on_disk
+        assert on_disk[:3] == [(1,), (2,), (3,)]
         assert conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
     client = registry_client(provisioned.schema_registry_url)
     assert client.get_compatibility("market.ticks-value") == "BACKWARD"

@@ -68,14 +68,16 @@ def test_long_only_configuration_and_fraction_match_too():
     np.testing.assert_allclose(equity, result.equity, rtol=1e-12)
 
 
-def test_reward_is_log_growth_minus_the_variance_penalty():
-    config = EnvConfig(risk_penalty=2.0, reward_scale=10.0)
+def test_reward_is_log_growth_minus_the_variance_and_trading_penalties():
+    config = EnvConfig(risk_penalty=2.0, reward_scale=10.0, trade_penalty_bps=7.0)
     s = series()
     env = QuantTradingEnv([s], SPEC, config)
     actions = [2, 2, 0, 0, 1, 2, 2, 2]
     equity, rewards, *_ = run_actions(env, actions, s.first_decision_bar(), 50)
     r = equity[1:] / equity[:-1] - 1
-    np.testing.assert_allclose(rewards, 10.0 * (np.log1p(r) - 2.0 * r * r), rtol=1e-12)
+    changes = np.abs(np.diff(np.array([0.0] + [config.positions[a] for a in actions])))
+    assert changes.tolist() == [1, 0, 2, 0, 1, 1, 0, 0]
+    np.testing.assert_allclose(rewards, 10.0 * (np.log1p(r) - 2.0 * r * r - 7e-4 * changes), rtol=1e-12)
     assert rewards[1] != 0 and r[1] != 0  # holding long earns (or loses) the market move
 
 

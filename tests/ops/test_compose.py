@@ -44,13 +44,15 @@ def test_compose_services_and_images(compose: dict) -> None:
     assert services["redis"]["image"].startswith("redis:7")
     for name in ("kafka", "registry", "postgres", "redis"):
         assert services[name]["healthcheck"]["test"], name
-    assert services["worker-bars"]["command"] == ["worker", "bars"]
-    assert services["worker-persistence"]["command"] == ["worker", "persistence"]
+    from streams.cli import WORKERS
+
+    for agent in (name for name, modules in WORKERS.items() if len(modules) == 1):  # every agent, no bundles
+        assert services[f"worker-{agent}"]["command"] == ["worker", agent]
 
 
 def test_compose_app_containers_override_only_the_hosts(compose: dict) -> None:
     local = _env_file(PROJECT_ROOT / "ops" / "stack.env")
-    for name in ("provision", "worker-bars", "worker-persistence"):
+    for name in ("provision", *(n for n in compose["services"] if n.startswith("worker-"))):
         service = compose["services"][name]
         assert service["build"] == "." and service["env_file"] == "ops/stack.env"
         environment = service["environment"]

@@ -12,6 +12,7 @@ from streams import quant_model
 from streams.app import app, avro_topic, decode_or_dead_letter, log, raw_topic, settings
 from streams.errors import AlgoError
 from streams.quant import advance, features_of, rationale, signal_record
+from streams.quant_features import FeatureSpec
 
 AGENT = "quant"
 bars_topic = raw_topic("market.bars")
@@ -70,7 +71,7 @@ async def quant_vote(stream):
         if bar is None or bar["interval"] != settings.bar_interval:
             continue
         policy = served.policy
-        spec = policy.spec if policy else quant_model.FeatureSpec()
+        spec = policy.spec if policy else FeatureSpec()
         state = advance(symbol_to_quant_state.get(bar["symbol"]), to_micros(bar["ts"]), bar["close"], spec)
         if state is None:
             continue

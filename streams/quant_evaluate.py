@@ -198,7 +198,10 @@ def write_outputs(report: dict, out_dir: Path, stem: str) -> tuple[Path, Path]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     results = out_dir / f"{stem}.json"
-    results.write_text(json.dumps(report, indent=1, default=float))
+    curves = report["curves"]
+    rounded = {**curves, "seeds": {k: [round(v, 2) for v in c] for k, c in curves["seeds"].items()},
+               **{k: [round(v, 2) for v in curves[k]] for k in ("buy_and_hold", "sma_crossover")}}
+    results.write_text(json.dumps({**report, "curves": rounded}, indent=1, default=float))
     chart = out_dir / f"{stem}.png"
     curves = report["curves"]
     dates = np.asarray(curves["dates"], dtype="datetime64[D]")

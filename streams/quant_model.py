@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -72,7 +72,9 @@ def train_policy(series: list[MarketSeries], spec: FeatureSpec, config: EnvConfi
     if checkpoint_dir is not None and checkpoint_every > 0:
         callbacks.append(CheckpointCallback(save_freq=checkpoint_every, save_path=str(checkpoint_dir),
                                             name_prefix="ppo"))
-    model.learn(total_timesteps=timesteps, callback=callbacks or None, progress_bar=progress_bar)
+    with warnings.catch_warnings():  # SB3's progress bar is tqdm.rich, which warns that it is experimental
+        warnings.filterwarnings("ignore", message="rich is experimental")
+        model.learn(total_timesteps=timesteps, callback=callbacks or None, progress_bar=progress_bar)
     return model
 
 

@@ -64,8 +64,9 @@ def start_bridge(settings: Settings, token: str, timeout: float = 60) -> tuple[s
         time.sleep(0.3)
 
 
-def wait_ready(settings: Settings, processes: list[subprocess.Popen], names=DEMO_WORKERS, timeout: float = 120) -> None:
-    """Waits until every worker has joined its group and recovered its tables."""
+def wait_ready(settings: Settings, processes: list[subprocess.Popen], names=DEMO_WORKERS, timeout: float = 300) -> None:
+    """Waits until every worker has joined its group and recovered its tables (a stack that has run
+    many demos has long changelogs until the log cleaner has compacted them)."""
     logs = [settings.run_dir / "workers" / f"{name}.log" for name in names]
     deadline = time.monotonic() + timeout
     pending = set(logs)

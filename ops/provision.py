@@ -52,32 +52,47 @@ def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = ALL_TOPICS)
     ])
     # existing topics get their configuration brought in line (retention, cleanup policy)
     kept = [s for s in specs if s.name in existing]
-    if kept:
-        resources = [
-            ConfigResource(ConfigResource.Type.TOPIC, s.name, incremental_configs=[
-                ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET) for name, value in s.config().items()
-            ])
-            for s in kept
-        ]
-        for resource, future in admin.incremental_alter_configs(resources).items():
-            try:
-                future.result()
-            except KafkaException as error:
-                raise ProvisionError(f"cannot configure topic {resource.name}: {error}") from error
+    _align_configs(admin, {s.name: s.config() for s in kept})
     return created, [s.name for s in kept]
 
 
+def _align_configs(admin: AdminClient, configs: dict[str, dict[str, str]]) -> None:
+    """Sets these configuration entries on existing topics (others are left as they are)."""
+    if not configs:
+        return
+    resources = [
+        ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+            ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET) for name, value in config.items()
+        ])
+        for topic, config in configs.items()
+    ]
+    for resource, future in admin.incremental_alter_configs(resources).items():
+        try:
+            future.result()
+        except KafkaException as error:
+            raise ProvisionError(f"cannot configure topic {resource.name}: {error}") from error
+
+
+# Compaction only cleans closed segments: short segments keep a table's changelog near one record
+# per key, so a worker's recovery reads the current state, not every update ever made.
+CHANGELOG_CONFIG = {"cleanup.policy": "compact", "segment.ms": str(10 * 60 * 1000),
+                    "segment.bytes": str(16 * 1024 * 1024), "min.cleanable.dirty.ratio": "0.1"}
+
+
 def ensure_changelog_topics(settings: Settings, topics: list[tuple[str, int]]) -> list[str]:
-    """Creates Faust table changelog topics (compacted) before a worker starts.
+    """Creates Faust table changelog topics (compacted, CHANGELOG_CONFIG) before a worker starts,
+    and brings existing ones in line with CHANGELOG_CONFIG.
 
     On a fresh cluster Faust can see its own just-created changelog topic with 0 partitions and
     crash the table's agent with PartitionsMismatch; creating them first avoids that race.
     """
     admin, existing = _admin_and_topics(settings)
-    return _create_topics(admin, [
-        NewTopic(name, num_partitions=partitions, replication_factor=1, config={"cleanup.policy": "compact"})
+    created = _create_topics(admin, [
+        NewTopic(name, num_partitions=partitions, replication_factor=1, config=CHANGELOG_CONFIG)
         for name, partitions in topics if name not in existing
     ])
+    _align_configs(admin, {name: CHANGELOG_CONFIG for name, _ in topics if name in existing})
+    return created
 
 
 def register_schemas(settings: Settings, specs: tuple[TopicSpec, ...] = ALL_TOPICS) -> dict[str, int]:

@@ -247,3 +247,23 @@ def test_open_bar_survives_a_worker_restart(provisioned, tmp_path):
         assert (bar["open"], bar["high"], bar["low"], bar["close"], bar["volume"]) == (10.0, 13.0, 8.0, 12.0, 4.0)
     finally:
         second.stop()
+
+
+def test_changelog_topics_are_compacted_with_short_segments_even_when_they_already_exist(provisioned):
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+    from ops.provision import CHANGELOG_CONFIG, ensure_changelog_topics
+
+    name = f"test-{uuid.uuid4().hex[:8]}-changelog"
+    admin = AdminClient(provisioned.kafka_config())
+    admin.create_topics([NewTopic(name, num_partitions=2, replication_factor=1)])[name].result()
+
+    def config() -> dict:
+        resource = ConfigResource(ConfigResource.Type.TOPIC, name)
+        entries = admin.describe_configs([resource])[resource].result()
+        return {key: entries[key].value for key in CHANGELOG_CONFIG}
+
+    assert config()["cleanup.policy"] == "delete"
+    assert ensure_changelog_topics(provisioned, [(name, 2)]) == []  # it exists: aligned, not created
+    assert config() == CHANGELOG_CONFIG
+    admin.delete_topics([name])

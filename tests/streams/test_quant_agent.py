@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 
 import numpy as np
+import psycopg
 import pytest
 from click.testing import CliRunner
 
@@ -21,6 +22,9 @@ from tests.kafka_tools import Worker, all_matching, first_matching, produce, wai
 pytestmark = pytest.mark.integration
 
 
+REGISTERED: list[str] = []  # removed from the registry when the module ends, so no later run serves a test model
+
+
 def train(tmp_path, seed: int) -> dict:
     csv = tmp_path / "train.csv"
     if not csv.exists():
@@ -28,13 +32,17 @@ def train(tmp_path, seed: int) -> dict:
     result = CliRunner().invoke(cli, ["quant", "train", "--csv", str(csv), "--timesteps", "512", "--seed", str(seed),
                                       "--checkpoint-every", "256", "--out", str(tmp_path / f"model-{seed}"), "--json"])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    summary = json.loads(result.output)
+    REGISTERED.append(summary["version"])
+    return summary
 
 
 @pytest.fixture(scope="module")
 def first_model(provisioned, tmp_path_factory):
     directory = tmp_path_factory.mktemp("quant")
-    return train(directory, seed=1), directory
+    yield train(directory, seed=1), directory
+    with psycopg.connect(provisioned.database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM model_versions WHERE version = ANY(%s)", (REGISTERED,))
 
 
 def test_train_saves_checkpoints_and_registers_a_version_in_postgres(first_model, provisioned):

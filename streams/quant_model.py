@@ -56,6 +56,7 @@ def train_policy(series: list[MarketSeries], spec: FeatureSpec, config: EnvConfi
     """A PPO policy trained on random windows of `series`; deterministic for a seed on one thread."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import CheckpointCallback
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.utils import set_random_seed
 
@@ -68,6 +69,7 @@ def train_policy(series: list[MarketSeries], spec: FeatureSpec, config: EnvConfi
     net = list(hyper.pop("net_arch"))
     model = PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
                 policy_kwargs={"net_arch": {"pi": net, "vf": net}}, **hyper)
+    model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's default makes an empty temp dir per run
     callbacks = []
     if checkpoint_dir is not None and checkpoint_every > 0:
         callbacks.append(CheckpointCallback(save_freq=checkpoint_every, save_path=str(checkpoint_dir),

@@ -41,7 +41,9 @@ ln -sfn "$VENV" "$ROOT/.venv"
 # The project itself: editable, so the checkout is the code; this compiles the Cython extension.
 stamp="$ROOT/.venv-installed"
 src_key=$(cd "$ROOT" && cat setup.py pyproject.toml $(ls risk_core/*.pyx risk_core/*.pxd risk_core/src/*.cpp risk_core/include/*.hpp 2>/dev/null) | sha256sum | cut -c1-16)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$src_key:$VENV" ] || ! "$VENV/bin/python" -c 'import streams, ops' 2>/dev/null; then
+# (the venv is shared by checkouts with the same requirements: reinstall when it points at another one)
+installed_from=$(cd / && "$VENV/bin/python" -c 'import os, streams; print(os.path.dirname(os.path.dirname(streams.__file__)))' 2>/dev/null || true)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$src_key:$VENV" ] || [ "$installed_from" != "$ROOT" ]; then
   echo "bootstrap: installing the project into $VENV"
   (cd "$ROOT" && "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e .)
   echo "$src_key:$VENV" > "$stamp"

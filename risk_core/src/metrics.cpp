@@ -70,7 +70,9 @@ double quantile_sorted(const std::vector<double>& x, double p) {
     const std::size_t i = static_cast<std::size_t>(lo);
     if (i + 1 >= x.size()) return x.back();
     const double frac = h - lo;
-    return x[i] + frac * (x[i + 1] - x[i]);
+    const double diff = x[i + 1] - x[i];
+    // numpy's _lerp: from the nearer end, so rounding (denormals included) matches it bit for bit
+    return frac >= 0.5 ? x[i + 1] - diff * (1.0 - frac) : x[i] + diff * frac;
 }
 
 void mean_sd(const double* r, std::size_t n, double& mean, double& sd) {

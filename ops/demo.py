@@ -176,9 +176,45 @@ def topic_size(settings: Settings, topic: str) -> int:
         consumer.close()
 
 
+def demo_groups(settings: Settings, names=DEMO_WORKERS) -> list[str]:
+    """The demo workers' consumer groups (Faust's group id is the app id, `<ALGO_APP_ID>-<worker>`)."""
+    return [f"{settings.app_id}-{name}" for name in names]
+
+
+def start_from_the_end(settings: Settings, names=DEMO_WORKERS) -> None:
+    """Deletes the demo workers' consumer groups, so (with ALGO_OFFSET_RESET=latest) this run reads
+    only what it publishes: not the history of earlier demos, nor the decisions the tests left."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(settings.kafka_config({"log_level": 3}))
+    existing = {g.group_id for g in admin.list_consumer_groups(request_timeout=10).result(timeout=15).valid}
+    doomed = [g for g in demo_groups(settings, names) if g in existing]
+    for group, future in (admin.delete_consumer_groups(doomed, request_timeout=15).items() if doomed else ()):
+        try:
+            future.result(timeout=20)
+        except Exception as error:  # noqa: BLE001 - a group that is still active keeps its offsets; say so
+            raise AlgoError(f"cannot reset consumer group {group} ({error}); is another demo or worker running?")
+
+
+def group_lag(settings: Settings, group: str) -> int:
+    """Messages the group has not committed yet, over the partitions it has committed offsets for."""
+    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(settings.kafka_config({"log_level": 3}))
+    result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(timeout=15)
+    consumer = Consumer(settings.kafka_config({"group.id": "algo-demo-watermarks", "log_level": 3}))
+    try:
+        return sum(max(0, consumer.get_watermark_offsets(tp, timeout=10)[1] - tp.offset)
+                   for tp in result.topic_partitions if tp.offset >= 0)
+    finally:
+        consumer.close()
+
+
 def wait_quiet(settings: Settings, account: str, workers: list[subprocess.Popen], quiet_s: float = 5,
                timeout: float = 300) -> None:
-    """Waits until decisions, verdicts and the account's fills stop changing for `quiet_s` seconds."""
+    """Waits until decisions, verdicts and the account's fills stop changing for `quiet_s` seconds
+    and every demo worker has committed all it consumed (so the vault holds it all)."""
     deadline, last, since = time.monotonic() + timeout, None, time.monotonic()
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         while time.monotonic() < deadline:
@@ -186,7 +222,7 @@ def wait_quiet(settings: Settings, account: str, workers: list[subprocess.Popen]
                    conn.execute("SELECT count(*) FROM fills WHERE account = %s", (account,)).fetchone()[0])
             if now != last:
                 last, since = now, time.monotonic()
-            elif time.monotonic() - since >= quiet_s:
+            elif time.monotonic() - since >= quiet_s and all(group_lag(settings, g) == 0 for g in demo_groups(settings)):
                 return
             if any(w.poll() is not None for w in workers):
                 raise AlgoError(f"a worker exited; see {settings.run_dir / 'workers'}")
@@ -274,7 +310,8 @@ def run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool =
     decisions_before = topic_size(settings, "consensus.decisions")
     say(f"starting workers {', '.join(DEMO_WORKERS)} for paper account {account} "
         f"(logs in {settings.run_dir / 'workers'})")
-    workers = start_workers(settings, env={"RISK_ACCOUNT": account})
+    start_from_the_end(settings)
+    workers = start_workers(settings, env={"RISK_ACCOUNT": account, "ALGO_OFFSET_RESET": "latest"})
     try:
         import secrets
 

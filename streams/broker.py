@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Mapping
 
 from streams.bars import from_micros, to_micros
@@ -49,17 +50,24 @@ def remember_bar(recent: list[dict] | None, bar: dict) -> list[dict]:
     return sorted(kept + [entry], key=lambda b: b["ts_us"])[-RECENT_BARS:]
 
 
+def order_time_us(order: dict) -> int:
+    """The order's time in µs. An open order recovered from its table's changelog comes back from
+    JSON with its time as ISO text, not a datetime."""
+    ts = order["ts"]
+    return to_micros(datetime.fromisoformat(ts) if isinstance(ts, str) else ts)
+
+
 def is_stale(order: dict, recent: list[dict]) -> bool:
     """True when the bars around the order's time have left the recent window, so its next bar can
     no longer be told apart (the broker's bar stream ran far ahead of the verdicts)."""
-    return len(recent) >= RECENT_BARS and recent[0]["ts_us"] > to_micros(order["ts"])
+    return len(recent) >= RECENT_BARS and recent[0]["ts_us"] > order_time_us(order)
 
 
 def fill_bar(order: dict, recent: list[dict]) -> dict | None:
     """The bar right after the order's time, where a market order fills; None if not known yet."""
     if is_stale(order, recent):
         return None
-    order_us = to_micros(order["ts"])
+    order_us = order_time_us(order)
     return next((b for b in recent if b["ts_us"] > order_us), None)
 
 

@@ -74,6 +74,8 @@ async def fill_orders(stream):
         symbol_to_recent_bars[symbol] = recent
         still_open = []
         for order in symbol_to_open_orders.get(symbol) or []:
+            if order["account"] != broker_settings.account:  # left by a run for another account: not ours to fill
+                continue
             fill_at = fill_bar(order, recent)
             if fill_at is None:
                 still_open.append(order)

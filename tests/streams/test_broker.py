@@ -57,3 +57,13 @@ def test_an_order_older_than_the_recent_bars_is_stale_and_never_filled():
         recent = remember_bar(recent, fixtures.bar(ts=fixtures.T0.replace(hour=0) + timedelta(days=day)))
     assert is_stale(order, recent) and fill_bar(order, recent) is None
     assert not is_stale(order, recent[:3])
+
+
+def test_an_open_order_recovered_from_the_changelog_with_an_iso_time_still_fills():
+    import json
+
+    order = order_from_verdict(verdict(), "paper")
+    recovered = json.loads(json.dumps(order, default=lambda ts: ts.isoformat()))  # what the table's changelog gives back
+    assert isinstance(recovered["ts"], str)
+    recent = remember_bar(None, fixtures.bar(ts=fixtures.T0.replace(day=6, hour=0), open=101.0))
+    assert fill_bar(recovered, recent) == fill_bar(order, recent) is not None

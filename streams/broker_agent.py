@@ -1,7 +1,10 @@
 """Paper broker: risk.verdicts -> orders; orders fill at the next bar's open -> fills; the book
 (cash, positions, PnL, exposure) is kept in a table and persisted to Postgres accounts/positions.
 
-A rejected verdict never becomes an order; a resized one is ordered at its approved size. Every
+A verdict that arrives after its symbol's recent-bars window has moved on (the risk agent lagging
+a fast replay) still fills at the bar right after its decision, read from the vault (market_data);
+it is dropped only when that bar is not there. A rejected verdict never becomes an order; a
+resized one is ordered at its approved size. Every
 fill carries its order id, every order its decision id, every decision its votes. The book is
 keyed by account and written from streams keyed by symbol: run one broker worker.
 """
@@ -12,8 +15,9 @@ import os
 import psycopg
 
 from streams.app import app, avro_topic, decode_or_dead_letter, log, raw_topic, settings
+from streams.bars import from_micros, to_micros
 from streams.broker import (BrokerSettings, book_rows, fill_bar, fill_record, is_stale, mark, order_from_verdict,
-                            remember_bar)
+                            order_time_us, remember_bar)
 from streams.risk import RiskSettings, apply_fill, new_portfolio
 
 AGENT = "broker"
@@ -41,6 +45,25 @@ async def _fill(order: dict, bar: dict) -> None:
     _dirty["book"] = True
 
 
+_vault: dict = {"conn": None}
+
+
+async def next_bar_in_vault(order: dict) -> dict | None:
+    """The first persisted bar after the order's time (ts_us, open, close), or None."""
+    try:
+        if _vault["conn"] is None or _vault["conn"].closed:
+            _vault["conn"] = await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True)
+        cursor = await _vault["conn"].execute(
+            "SELECT ts, open::float8, close::float8 FROM market_data WHERE symbol = %s AND interval = %s AND ts > %s "
+            "ORDER BY ts LIMIT 1", (order["symbol"], settings.bar_interval, from_micros(order_time_us(order))))
+        row = await cursor.fetchone()
+    except psycopg.Error as error:
+        log.warning("vault lookup for a late order failed: %s", error)
+        _vault["conn"] = None
+        return None
+    return None if row is None else {"ts_us": to_micros(row[0]), "open": row[1], "close": row[2]}
+
+
 @app.agent(verdicts_topic, name="broker_place_orders")
 async def place_orders(stream):
     async for event in stream.events():
@@ -51,12 +74,15 @@ async def place_orders(stream):
         if order is None:
             continue
         recent = symbol_to_recent_bars.get(order["symbol"]) or []
-        if is_stale(order, recent):  # never fill at a price from long after the decision
-            log.warning("verdict %s for %s at %s is too old to execute; no order placed",
-                        verdict["verdict_id"], order["symbol"], order["ts"])
-            continue
+        if is_stale(order, recent):
+            bar = await next_bar_in_vault(order)
+            if bar is None:  # never fill at a price from long after the decision
+                log.warning("verdict %s for %s at %s is too old to execute and its next bar is not in the vault; "
+                            "no order placed", verdict["verdict_id"], order["symbol"], order["ts"])
+                continue
+        else:
+            bar = fill_bar(order, recent)
         await orders_topic.send(key=order["symbol"].encode(), value=order)
-        bar = fill_bar(order, recent)
         if bar is not None:  # the next bar is already known (a replay runs ahead of the verdicts)
             await _fill(order, bar)
         else:

@@ -78,3 +78,32 @@ def test_a_rejected_decision_never_becomes_an_order(loop_worker, provisioned):
     first_matching(provisioned, "risk.verdicts", lambda r: r["decision_id"] == marker["decision_id"])
     with pytest.raises(pytest.fail.Exception):
         first_matching(provisioned, "orders", lambda r: r["decision_id"] == decision["decision_id"], timeout=5)
+
+
+def test_a_verdict_later_than_the_brokers_bar_window_fills_at_the_bar_after_its_decision(loop_worker, provisioned):
+    """The risk agent can lag a fast replay by more than the broker's recent bars; the order still fills at
+    the open of the bar right after its decision, read from market_data."""
+    from streams.broker import RECENT_BARS
+
+    worker, account = loop_worker
+    codecs = CodecRegistry(provisioned.schema_registry_url)
+    symbol = f"S{uuid.uuid4().hex[:6].upper()}"
+    start = fixtures.T0.replace(hour=0, minute=0)
+    bars = [fixtures.bar(symbol=symbol, ts=start + timedelta(days=i), open=50.0 + i, close=50.5 + i, high=52.0 + i,
+                         low=49.0 + i, volume=1e5) for i in range(RECENT_BARS + 6)]
+    for bar in bars:
+        produce(provisioned, "market.bars", symbol.encode(), codecs.for_topic("market.bars").encode(bar))
+
+    def persisted():
+        with psycopg.connect(provisioned.database_url) as conn:
+            return conn.execute("SELECT count(*) FROM market_data WHERE symbol = %s", (symbol,)).fetchone()[0] == len(bars)
+
+    wait_for(persisted, what="the bars in market_data")
+    verdict = {"verdict_id": str(uuid.uuid4()), "decision_id": str(uuid.uuid4()), "symbol": symbol, "ts": bars[2]["ts"],
+               "verdict": "APPROVE", "requested_quantity": 10.0, "approved_quantity": 10.0, "reason_codes": [],
+               "limits_checked": []}
+    produce(provisioned, "risk.verdicts", symbol.encode(), codecs.for_topic("risk.verdicts").encode(verdict))
+    order = first_matching(provisioned, "orders", lambda r: r["decision_id"] == verdict["decision_id"])
+    fill = first_matching(provisioned, "fills", lambda r: r["order_id"] == order["order_id"])
+    assert fill["ts"] == bars[3]["ts"] and fill["price"] == pytest.approx(bars[3]["open"] * 1.0001)
+    assert fill["account"] == account

@@ -121,3 +121,31 @@ def test_the_consensus_stream_counts_quant_votes(first_model, provisioned):
     finally:
         quant.stop()
         consensus.stop()
+
+
+def test_train_and_evaluate_read_bars_from_postgres(provisioned, tmp_path):
+    symbol = f"D{uuid.uuid4().hex[:6].upper()}"
+    frame = fixtures.ohlcv(400, 31)
+    rows = [(symbol, "1d", f"{r.date} 00:00:00+00", r.open, r.high, r.low, r.close, r.volume, 4)
+            for r in frame.itertuples(index=False)]
+    with psycopg.connect(provisioned.database_url, autocommit=True) as conn:
+        with conn.cursor() as cursor:
+            cursor.executemany("INSERT INTO market_data (symbol, interval, ts, open, high, low, close, volume, tick_count) "
+                               "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+    try:
+        runner = CliRunner()
+        result = runner.invoke(cli, ["quant", "train", "--from-db", "--symbols", symbol, "--timesteps", "256",
+                                     "--checkpoint-every", "0", "--no-register", "--out", str(tmp_path / "m"), "--json"])
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.output)
+        assert summary["data"]["source"] == "postgres:market_data" and summary["data"]["bars"] == 400
+        result = runner.invoke(cli, ["quant", "evaluate", "--from-db", "--symbol", symbol, "--seeds", "1", "--folds", "2",
+                                     "--timesteps", "256", "--out", str(tmp_path / "eval"), "--json"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output)
+        assert report["symbol"] == symbol and report["bars"] == 400 and len(report["seeds"]) == 1
+        missing = runner.invoke(cli, ["quant", "train", "--from-db", "--symbols", "NOSUCHSYM", "--no-register"])
+        assert missing.exit_code == 1 and "market_data has no 1d bars for NOSUCHSYM" in missing.output
+    finally:
+        with psycopg.connect(provisioned.database_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM market_data WHERE symbol = %s", (symbol,))

@@ -55,8 +55,7 @@ def main() -> None:
         spec, config = FeatureSpec(), EnvConfig()
         series = MarketSeries.build("SP500", bars.open[:2500], bars.close[:2500], spec)
         model = qm.train_policy([series], spec, config, timesteps=2048, seed=0)
-        policy = qm.QuantPolicy(model, {"version": qm.version_of(qm.artifact_bytes(model)),
-                                        "features": spec.as_dict(), "env": config.as_dict()})
+        policy = qm.QuantPolicy.from_model(model, spec, config)
     spec = policy.spec
     closes = bars.close[: args.bars]
     start = datetime(1999, 1, 4, tzinfo=timezone.utc)

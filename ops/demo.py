@@ -196,17 +196,20 @@ def start_from_the_end(settings: Settings, names=DEMO_WORKERS) -> None:
             raise AlgoError(f"cannot reset consumer group {group} ({error}); is another demo or worker running?")
 
 
-def group_lag(settings: Settings, group: str) -> int:
-    """Messages the group has not committed yet, over the partitions it has committed offsets for."""
+def groups_lag(settings: Settings, groups: list[str]) -> int:
+    """Messages these groups have not committed yet, over the partitions they have committed offsets for."""
     from confluent_kafka import Consumer, ConsumerGroupTopicPartitions
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient(settings.kafka_config({"log_level": 3}))
-    result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(timeout=15)
     consumer = Consumer(settings.kafka_config({"group.id": "algo-demo-watermarks", "log_level": 3}))
     try:
-        return sum(max(0, consumer.get_watermark_offsets(tp, timeout=10)[1] - tp.offset)
-                   for tp in result.topic_partitions if tp.offset >= 0)
+        lag = 0
+        for group in groups:  # the admin API takes one group per request
+            result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(timeout=15)
+            lag += sum(max(0, consumer.get_watermark_offsets(tp, timeout=10)[1] - tp.offset)
+                       for tp in result.topic_partitions if tp.offset >= 0)
+        return lag
     finally:
         consumer.close()
 
@@ -222,7 +225,7 @@ def wait_quiet(settings: Settings, account: str, workers: list[subprocess.Popen]
                    conn.execute("SELECT count(*) FROM fills WHERE account = %s", (account,)).fetchone()[0])
             if now != last:
                 last, since = now, time.monotonic()
-            elif time.monotonic() - since >= quiet_s and all(group_lag(settings, g) == 0 for g in demo_groups(settings)):
+            elif time.monotonic() - since >= quiet_s and groups_lag(settings, demo_groups(settings)) == 0:
                 return
             if any(w.poll() is not None for w in workers):
                 raise AlgoError(f"a worker exited; see {settings.run_dir / 'workers'}")

@@ -159,8 +159,7 @@ def evaluate(bars: BarSeries, *, spec: FeatureSpec = FeatureSpec(), env_config: 
             train = MarketSeries(series.symbol, series.open[:fold.train_end], series.close[:fold.train_end],
                                  series.features[:fold.train_end])
             model = train_policy([train], spec, env_config, timesteps=config.timesteps, seed=seed)
-            policy = QuantPolicy(model, {"version": f"eval-seed{seed}-fold{fold.index}", "features": spec.as_dict(),
-                                         "env": env_config.as_dict()})
+            policy = QuantPolicy.from_model(model, spec, env_config, version=f"eval-seed{seed}-fold{fold.index}")
             signs, _ = policy.rollout(series.features, fold.test_start - 1, fold.test_end)
             result = _window_backtest(series, fold.test_start, fold.test_end, env_config, signs)
             curve.add(result.equity, result.positions, result.stats)

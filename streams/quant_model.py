@@ -13,6 +13,7 @@ import json
 import warnings
 import zipfile
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -91,17 +92,23 @@ class QuantPolicy:
     def version(self) -> str:
         return self.metadata["version"]
 
-    @property
+    @cached_property  # read on every bar the agent scores: parse the metadata once
     def spec(self) -> FeatureSpec:
         return FeatureSpec.from_dict(self.metadata["features"])
 
-    @property
+    @cached_property
     def env_config(self) -> EnvConfig:
         return EnvConfig.from_dict(self.metadata["env"])
 
     @property
     def positions(self) -> tuple[float, ...]:
         return self.env_config.positions
+
+    @classmethod
+    def from_model(cls, model, spec: FeatureSpec, config: EnvConfig, version: str | None = None) -> "QuantPolicy":
+        """A just-trained model with the metadata inference needs (version: its artifact's, by default)."""
+        version = version or version_of(artifact_bytes(model))
+        return cls(model, {"version": version, "features": spec.as_dict(), "env": config.as_dict()})
 
     @classmethod
     def from_artifact(cls, artifact: bytes, metadata: dict) -> "QuantPolicy":

@@ -31,8 +31,7 @@ def train_and_register(settings, bars: list[BarSeries], source: str, *, timestep
                                 checkpoint_dir=scratch / "checkpoints", checkpoint_every=checkpoint_every,
                                 progress_bar=progress_bar)
         artifact = qm.artifact_bytes(model)
-        policy = qm.QuantPolicy(model, {"version": qm.version_of(artifact), "features": spec.as_dict(),
-                                        "env": config.as_dict()})
+        policy = qm.QuantPolicy.from_model(model, spec, config, version=qm.version_of(artifact))
         in_sample = {}
         for s in series:
             first = s.first_decision_bar()

@@ -5,13 +5,27 @@ import os
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).parent
 
 
-def requirements() -> list[str]:
-    lines = (ROOT / "requirements.txt").read_text().splitlines()
+def requirements(name: str = "requirements.txt") -> list[str]:
+    lines = (ROOT / name).read_text().splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+class build_py_with_contract(build_py):
+    """Copies the message contract (schemas/avro/*.avsc) and the migrations (sql/*.sql), which live at
+    the top of the repository, into the wheel as streams/_data/, where streams.resources finds them."""
+
+    def run(self) -> None:
+        super().run()
+        for source, pattern, target in (("schemas/avro", "*.avsc", "schemas/avro"), ("sql", "*.sql", "sql")):
+            destination = Path(self.build_lib) / "streams" / "_data" / target
+            destination.mkdir(parents=True, exist_ok=True)
+            for path in sorted((ROOT / source).glob(pattern)):
+                self.copy_file(str(path), str(destination / path.name))
 
 
 def risk_core_extensions() -> list:
@@ -46,10 +60,13 @@ setup(
     description="Autonomous multi-agent trading system on Kafka, Faust, Postgres, Redis and a C++ risk engine",
     python_requires=">=3.11",
     packages=find_packages(include=["streams", "streams.*", "ops", "ops.*", "risk_core", "risk_core.*"]),
-    package_data={"ops": ["*.xml", "*.properties", "*.env", "conf/*"], "risk_core": ["*.pxd", "*.pyx", "include/*.hpp"]},
+    package_data={"ops": ["*.xml", "*.properties", "*.env", "conf/*"], "streams.bridge": ["static/*"],
+                  "risk_core": ["*.pxd", "*.pyx", "include/risk_core/*.hpp"]},
     include_package_data=True,
     install_requires=requirements(),
+    extras_require={"test": requirements("requirements-test.txt")},
+    cmdclass={"build_py": build_py_with_contract},
     ext_modules=risk_core_extensions(),
-    entry_points={"console_scripts": ["algo = streams.cli:main"]},
+    entry_points={"console_scripts": ["algo = ops.cli:main"]},
     zip_safe=False,
 )

@@ -28,8 +28,8 @@ from confluent_kafka import Consumer, Producer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from streams.bars import from_micros, to_micros  # noqa: E402
-from streams.codecs import CodecRegistry  # noqa: E402
+from streams.market.bars import from_micros, to_micros  # noqa: E402
+from streams.bus.codecs import CodecRegistry  # noqa: E402
 from streams.settings import get_settings  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "latency.json"
@@ -39,7 +39,7 @@ def start_worker(log: Path) -> subprocess.Popen:
     env = {**os.environ, "ALGO_APP_ID": f"bench-{uuid.uuid4().hex[:8]}", "ALGO_OFFSET_RESET": "latest",
            "BAR_INTERVAL": "1s", "BAR_IDLE_CLOSE_S": "3600", "CONSENSUS_MIN_CHANGE": "0"}
     handle = open(log, "wb")
-    process = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "signals"],
+    process = subprocess.Popen([sys.executable, "-m", "ops.cli", "worker", "signals"],
                                cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while b"[^Worker]: Ready" not in log.read_bytes():

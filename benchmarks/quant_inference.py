@@ -1,9 +1,9 @@
 """Per-bar inference cost of the Quant agent on the CPU, without Kafka.
 
 What the quant worker does for each bar, timed one bar at a time: advance the symbol's window
-(streams.quant.advance), compute the observation (streams.quant.features_of), run the PPO policy
+(streams.quant.vote.advance), compute the observation (streams.quant.features_of), run the PPO policy
 (QuantPolicy.decide: torch forward pass + action probabilities) and build the AgentSignal
-(streams.quant.signal_record). Also the batched rollout the evaluation uses (bars/s).
+(streams.quant.vote.signal_record). Also the batched rollout the evaluation uses (bars/s).
 Prints the figures and writes benchmarks/results/quant_inference.json (--json prints that object).
 
     .venv/bin/python benchmarks/quant_inference.py                  # trains a 2,048-step policy first
@@ -42,11 +42,11 @@ def main() -> None:
 
     import torch
 
-    from streams import quant_model as qm
-    from streams.datasets import load_bars
-    from streams.quant import advance, features_of, rationale, signal_record
-    from streams.quant_env import EnvConfig, MarketSeries
-    from streams.quant_features import FeatureSpec
+    from streams.quant import model as qm
+    from streams.market.datasets import load_bars
+    from streams.quant.vote import advance, features_of, rationale, signal_record
+    from streams.quant.env import EnvConfig, MarketSeries
+    from streams.quant.features import FeatureSpec
 
     bars = load_bars("sp500", "SP500")
     if args.model:

@@ -70,7 +70,7 @@ class Bridge:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "bridge", "--port", str(port)], cwd=ROOT,
+                [sys.executable, "-m", "ops.cli", "bridge", "--port", str(port)], cwd=ROOT,
                 env={**os.environ, "ALGO_API_TOKEN": self.token}, stdout=out, stderr=subprocess.STDOUT)
         self.log = log
 
@@ -188,7 +188,7 @@ def publish(settings: Settings, symbol: str, run: str, count: int, rate: float, 
     """Produces `warmup` unmeasured decisions, then `count` at `rate` per second; returns timing facts."""
     from confluent_kafka import Producer
 
-    from streams.codecs import CodecRegistry
+    from streams.bus.codecs import CodecRegistry
 
     codec = CodecRegistry(settings.schema_registry_url).for_topic(TOPIC)
     producer = Producer(settings.kafka_config({"acks": "all", "partitioner": "murmur2_random", "linger.ms": 0,

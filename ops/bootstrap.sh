@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything this project needs on a fresh machine, idempotently and from caches:
 #   Debian packages (redis-server, kcat, chromium for the dashboard test), a Python venv keyed by a
-#   hash of requirements.txt under ~/.cache/algo, and the project itself (editable, which compiles
+#   hash of requirements.txt and requirements-test.txt under ~/.cache/algo, and the project itself (editable, which compiles
 #   the C++ risk engine).
 # Kafka and Apicurio jars are fetched by `algo stack up` on its first start (cached in ~/.cache/algo).
 set -euo pipefail
@@ -26,21 +26,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-key=$( (cat "$ROOT/requirements.txt"; "$PYTHON" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)
+key=$( (cat "$ROOT/requirements.txt" "$ROOT/requirements-test.txt"; "$PYTHON" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)
 VENV="$CACHE/venv-$key"
 if [ ! -f "$VENV/.complete" ]; then
   echo "bootstrap: creating $VENV (first run on this machine takes a few minutes)"
   rm -rf "$VENV"
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip==25.3 setuptools==80.9.0 wheel==0.45.1
-  "$VENV/bin/pip" install -q -r "$ROOT/requirements.txt"
+  "$VENV/bin/pip" install -q -r "$ROOT/requirements.txt" -r "$ROOT/requirements-test.txt"
   touch "$VENV/.complete"
 fi
 ln -sfn "$VENV" "$ROOT/.venv"
 
 # The project itself: editable, so the checkout is the code; this compiles the Cython extension.
 stamp="$ROOT/.venv-installed"
-src_key=$(cd "$ROOT" && cat setup.py pyproject.toml $(ls risk_core/*.pyx risk_core/*.pxd risk_core/src/*.cpp risk_core/include/*.hpp 2>/dev/null) | sha256sum | cut -c1-16)
+src_key=$(cd "$ROOT" && cat setup.py pyproject.toml risk_core/*.pyx risk_core/*.pxd risk_core/src/*.cpp risk_core/src/*.hpp \
+  risk_core/include/risk_core/*.hpp | sha256sum | cut -c1-16)
 # (the venv is shared by checkouts with the same requirements: reinstall when it points at another one)
 installed_from=$(cd / && "$VENV/bin/python" -c 'import os, streams; print(os.path.dirname(os.path.dirname(streams.__file__)))' 2>/dev/null || true)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$src_key:$VENV" ] || [ "$installed_from" != "$ROOT" ]; then

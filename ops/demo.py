@@ -34,7 +34,7 @@ def start_workers(settings: Settings, names=DEMO_WORKERS, env: dict | None = Non
     for name in names:
         log = open(log_dir / f"{name}.log", "wb")  # one run per log, so readiness is this run's
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", name], stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "ops.cli", "worker", name], stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {}), "ALGO_WORKER": name}, start_new_session=True,
         ))
     return processes
@@ -47,7 +47,7 @@ def start_bridge(settings: Settings, token: str, timeout: float = 60) -> tuple[s
     log_dir = settings.run_dir / "workers"
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / "bridge.log", "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "streams.cli", "bridge"], stdout=log, stderr=subprocess.STDOUT,
+        process = subprocess.Popen([sys.executable, "-m", "ops.cli", "bridge"], stdout=log, stderr=subprocess.STDOUT,
                                    env={**os.environ, "ALGO_API_TOKEN": token}, start_new_session=True)
     base = f"http://{settings.bridge_host}:{settings.bridge_port}"
     deadline = time.monotonic() + timeout
@@ -127,7 +127,7 @@ def request_backtests(settings: Settings, symbols: list[str], timeout: float = 1
 
     from confluent_kafka import Consumer, Producer
 
-    from streams.codecs import CodecRegistry
+    from streams.bus.codecs import CodecRegistry
 
     codecs = CodecRegistry(settings.schema_registry_url)
     consumer = Consumer(settings.kafka_config({"group.id": f"algo-demo-{uuid.uuid4().hex[:8]}",
@@ -265,9 +265,9 @@ def ensure_quant_model(settings: Settings, say) -> str:
     """The registered Quant version the demo will serve; trains and registers DEMO_QUANT if none."""
     import numpy as np
 
-    from streams import quant_model
-    from streams.datasets import BarSeries, load_dataset
-    from streams.quant_train import train_and_register
+    from streams.quant import model as quant_model
+    from streams.market.datasets import BarSeries, load_dataset
+    from streams.quant.train import train_and_register
 
     current = quant_model.current_version(settings)
     if current:
@@ -295,10 +295,10 @@ def signal_counts(settings: Settings, symbols: list[str]) -> dict[str, int]:
 
 def run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool = False,
              duration: float | None = None, speed: float = 0.0) -> dict:
-    from ops import stack
+    from ops.stack import services as stack
     from ops.provision import provision
-    from streams.datasets import load_dataset
-    from streams.replay import replay
+    from streams.market.datasets import load_dataset
+    from streams.market.replay import replay
 
     say = (lambda _: None) if quiet else (lambda s: print(f"demo: {s}", flush=True))
     series = load_dataset(dataset, symbols)

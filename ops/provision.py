@@ -7,12 +7,12 @@ from typing import Callable
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
-from streams.codecs import registry_client
+from streams.bus.codecs import registry_client
 from streams.errors import ProvisionError
-from streams.migrations import migrate
-from streams.schemas import schema_str
+from streams.vault.migrations import migrate
+from streams.bus.schemas import schema_str
 from streams.settings import Settings
-from streams.topics import ALL_TOPICS, TopicSpec
+from streams.bus.topics import ALL_TOPICS, TopicSpec
 
 
 @dataclass

@@ -11,8 +11,8 @@ import os
 
 import faust
 
-from streams.codecs import CodecRegistry, FaustAvroCodec
-from streams.deadletter import dead_letter_record
+from streams.bus.codecs import CodecRegistry, FaustAvroCodec
+from streams.bus.deadletter import dead_letter_record
 from streams.errors import CodecError
 from streams.settings import get_settings
 

@@ -10,7 +10,7 @@ from streams.settings import Settings
 
 @pytest.fixture(scope="session")
 def local_stack() -> Settings:
-    from ops import stack
+    from ops.stack import services as stack
 
     settings = Settings.from_env()
     before = stack.status(settings)

@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from streams.codecs import registry_client
+from streams.bus.codecs import registry_client
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,7 @@ class Worker:
         environment = {**os.environ, "ALGO_APP_ID": f"test-{uuid.uuid4().hex[:8]}", "ALGO_OFFSET_RESET": "latest",
                        "BAR_IDLE_CLOSE_S": "1", **env}
         with open(log_path, "wb") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", name], cwd=ROOT,
+            self.process = subprocess.Popen([sys.executable, "-m", "ops.cli", "worker", name], cwd=ROOT,
                                             env=environment, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 90
         while b"[^Worker]: Ready" not in log_path.read_bytes():

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ops import stack
+from ops.stack import services as stack
 from streams.settings import PROJECT_ROOT, Settings
 
 ENDPOINT_VARIABLES = {"KAFKA_BOOTSTRAP", "SCHEMA_REGISTRY_URL", "DATABASE_URL", "REDIS_URL"}
@@ -44,7 +44,7 @@ def test_compose_services_and_images(compose: dict) -> None:
     assert services["redis"]["image"].startswith("redis:7")
     for name in ("kafka", "registry", "postgres", "redis"):
         assert services[name]["healthcheck"]["test"], name
-    from streams.cli import WORKERS
+    from streams.workers import WORKERS
 
     for agent in (name for name, modules in WORKERS.items() if len(modules) == 1):  # every agent, no bundles
         assert services[f"worker-{agent}"]["command"] == ["worker", agent]

@@ -162,9 +162,6 @@ def test_invalid_input_raises_clear_errors(kwargs, message):
     with pytest.raises(rc.RiskCoreError, match=message.replace("(", r"\(")) as info:
         rc.backtest(args.pop("open"), args.pop("close"), **args)
     assert isinstance(info.value, ValueError)
-    from streams.errors import AlgoError
-
-    assert isinstance(info.value, AlgoError)
 
 
 def test_sweep_matches_single_runs_and_uses_threads():

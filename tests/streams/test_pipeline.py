@@ -20,9 +20,9 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from ops.provision import provision
-from streams.codecs import CodecRegistry, registry_client
-from streams.migrations import migrate
-from streams.schemas import schema_str
+from streams.bus.codecs import CodecRegistry, registry_client
+from streams.vault.migrations import migrate
+from streams.bus.schemas import schema_str
 from tests import fixtures
 from tests.kafka_tools import ROOT, Worker, first_matching, produce, wait_for
 
@@ -47,7 +47,7 @@ def bars_in_db(settings, symbol: str) -> list[tuple]:
 
 
 def write_csv(path: Path, rows: int) -> None:
-    from streams.datasets import load_dataset
+    from streams.market.datasets import load_dataset
 
     aapl = load_dataset("stocks", ["AAPL"])[0]
     lines = ["date,open,high,low,close,volume"]
@@ -75,7 +75,7 @@ def test_replay_ticks_become_bars_in_postgres_once(workers, provisioned, tmp_pat
     csv = tmp_path / f"{symbol.lower()}.csv"
     write_csv(csv, 30)
     for _ in range(2):  # the second replay must not add rows
-        out = subprocess.run([sys.executable, "-m", "streams.cli", "replay", "--csv", str(csv), "--json"], cwd=ROOT,
+        out = subprocess.run([sys.executable, "-m", "ops.cli", "replay", "--csv", str(csv), "--json"], cwd=ROOT,
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["ticks"] == 120
@@ -83,7 +83,7 @@ def test_replay_ticks_become_bars_in_postgres_once(workers, provisioned, tmp_pat
     time.sleep(2)
     rows = bars_in_db(provisioned, symbol)
     assert len(rows) == 30
-    from streams.datasets import load_csv
+    from streams.market.datasets import load_csv
 
     [series] = load_csv(csv)
     assert [float(r[4]) for r in rows] == pytest.approx(list(series.close), abs=1e-6)
@@ -103,7 +103,7 @@ def test_undecodable_tick_goes_to_dead_letter_and_pipeline_keeps_running(workers
     symbol = f"K{uuid.uuid4().hex[:6].upper()}"
     csv = tmp_path / f"{symbol.lower()}.csv"
     write_csv(csv, 5)
-    subprocess.run([sys.executable, "-m", "streams.cli", "replay", "--csv", str(csv)], cwd=ROOT, check=True,
+    subprocess.run([sys.executable, "-m", "ops.cli", "replay", "--csv", str(csv)], cwd=ROOT, check=True,
                    capture_output=True, timeout=120)
     wait_for(lambda: len(bars_in_db(provisioned, symbol)) == 5, what="bars after a dead letter")
 

@@ -9,7 +9,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from streams.codecs import CodecRegistry
+from streams.bus.codecs import CodecRegistry
 from tests import fixtures
 from tests.kafka_tools import Worker, first_matching, produce, wait_for
 
@@ -83,7 +83,7 @@ def test_a_rejected_decision_never_becomes_an_order(loop_worker, provisioned):
 def test_a_verdict_later_than_the_brokers_bar_window_fills_at_the_bar_after_its_decision(loop_worker, provisioned):
     """The risk agent can lag a fast replay by more than the broker's recent bars; the order still fills at
     the open of the bar right after its decision, read from market_data."""
-    from streams.broker import RECENT_BARS
+    from streams.broker.fills import RECENT_BARS
 
     worker, account = loop_worker
     codecs = CodecRegistry(provisioned.schema_registry_url)

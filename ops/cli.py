@@ -1,0 +1,184 @@
+"""`algo`: the one entry point. Subcommands are thin; the work lives in the modules they call."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from risk_core.errors import RiskCoreError
+from streams.errors import AlgoError
+from streams.workers import WORKERS
+
+
+
+class AlgoGroup(click.Group):
+    """Turns every AlgoError (and the engine's RiskCoreError) into a one-line message and exit status 1 instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (AlgoError, RiskCoreError) as error:
+            click.secho(f"error: {error}", fg="red", err=True)
+            sys.exit(1)
+
+
+class GreedyOption(click.Option):
+    """An option that takes every value up to the next option: `--symbols AAPL MSFT IBM`."""
+
+    def add_to_parser(self, parser, ctx):
+        result = super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            option = parser._long_opt.get(name) or parser._short_opt.get(name)
+            if option is None:
+                continue
+            original = option.process
+
+            def process(value, state, original=original):
+                values = [value]
+                while state.rargs and not state.rargs[0].startswith("-"):
+                    values.append(state.rargs.pop(0))
+                original(" ".join(values), state)
+
+            option.process = process
+        return result
+
+
+def _settings():
+    from streams.settings import get_settings
+
+    return get_settings()
+
+
+@click.group(cls=AlgoGroup)
+def cli() -> None:
+    """Autonomous multi-agent trading pipeline on Kafka."""
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def provision(as_json: bool) -> None:
+    """Create topics, register Avro schemas (BACKWARD), apply SQL migrations. Idempotent."""
+    from ops.provision import provision as run
+
+    report = run(_settings(), progress=(lambda _: None) if as_json else (lambda s: click.echo(f"provision: {s}")))
+    if as_json:
+        click.echo(json.dumps(report.__dict__))
+        return
+    click.echo(f"topics: {len(report.topics_created)} created, {len(report.topics_existing)} already there")
+    click.echo(f"schemas: {len(report.schemas)} subjects registered (ids {sorted(set(report.schemas.values()))})")
+    click.echo(f"migrations: {', '.join(report.migrations_applied) or 'up to date'}")
+
+
+@cli.command()
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="OHLCV CSV: date,open,high,low,close,volume[,symbol].")
+@click.option("--dataset", default=None, help="Bundled dataset: stocks, sp500 or nasdaq (default stocks).")
+@click.option("--symbols", cls=GreedyOption, default="", help="Symbols to replay (space or comma separated).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Publish at most N ticks in all.")
+@click.option("--speed", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="0 = as fast as possible; X = X times real time (86400: a day per second).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def replay(csv_path: str | None, dataset: str | None, symbols: str, limit: int | None, speed: float, as_json: bool) -> None:
+    """Publish real OHLCV data to market.ticks as ticks (4 per bar, deterministic)."""
+    from streams.market.datasets import load_csv, load_dataset, select_symbols
+    from streams.market.replay import replay as run
+
+    if csv_path and dataset:
+        raise click.UsageError("use either --csv or --dataset, not both")
+    wanted = [s for s in symbols.replace(",", " ").split() if s]
+    if csv_path:
+        series = select_symbols(load_csv(csv_path), wanted, csv_path)
+        source = f"replay:csv:{os.path.basename(csv_path)}"
+    else:
+        series = load_dataset(dataset or "stocks", wanted)
+        source = f"replay:{dataset or 'stocks'}"
+    report = run(_settings(), series, source, speed=speed, limit=limit, show_progress=not as_json)
+    summary = {"ticks": report.ticks, "seconds": round(report.seconds, 3),
+               "ticks_per_second": round(report.ticks_per_second, 1), "per_symbol": dict(report.per_symbol)}
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"published {report.ticks} ticks for {len(report.per_symbol)} symbols in "
+                   f"{report.seconds:.2f} s ({report.ticks_per_second:,.0f} ticks/s) to market.ticks")
+
+
+@cli.command()
+@click.argument("name", type=click.Choice(sorted(WORKERS)))
+@click.option("--loglevel", default="info", show_default=True)
+def worker(name: str, loglevel: str) -> None:
+    """Run one agent (or all) as a Faust worker until stopped."""
+    import importlib
+
+    os.environ["ALGO_WORKER"] = name
+    for module in WORKERS[name]:
+        importlib.import_module(module)
+    from faust import Worker
+
+    from ops.provision import ensure_changelog_topics
+    from streams.app import app, settings
+
+    ensure_changelog_topics(settings, [(table.changelog_topic.topics[0], table.partitions or settings.topic_partitions)
+                                       for table in app.tables.values()])
+    Worker(app, loglevel=loglevel).execute_from_commandline()
+
+
+@cli.command()
+@click.argument("topic")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Stop after N messages.")
+@click.option("--from-beginning", is_flag=True, help="Start at the earliest offset instead of new messages.")
+@click.option("--idle-timeout", type=float, default=None, help="Stop after this many seconds without a message.")
+def tail(topic: str, limit: int | None, from_beginning: bool, idle_timeout: float | None) -> None:
+    """Decode any topic to JSON lines (one message per line)."""
+    from streams.bus.tail import tail as run
+
+    try:
+        run(_settings(), topic, from_beginning=from_beginning, limit=limit, idle_timeout=idle_timeout)
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+@click.option("--dataset", default="stocks", show_default=True)
+@click.option("--symbols", cls=GreedyOption, default="", help="Symbols (default: all of the dataset).")
+@click.option("--duration", type=click.FloatRange(min=1), default=None,
+              help="Keep everything running for this many seconds in all (for the dashboard), then stop.")
+@click.option("--speed", type=click.FloatRange(min=0), default=30 * 86400.0, show_default=True,
+              help="Replay speed (x real time): the default, 30 days of data a second, keeps the symbols' streams "
+                   "in step so the paper book is valued at one moment; 0 = as fast as possible.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def demo(dataset: str, symbols: str, duration: float | None, speed: float, as_json: bool) -> None:
+    """Everything at once on bundled data: stack, provision, agents, replay, paper trading, summary."""
+    from ops.demo import print_summary, run_demo
+
+    summary = run_demo(_settings(), dataset, [s for s in symbols.replace(",", " ").split() if s], quiet=as_json,
+                       duration=duration, speed=speed)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        print_summary(summary)
+
+
+from ops.stack.cli import stack  # noqa: E402
+
+cli.add_command(stack)
+
+from streams.risk.cli import backtest  # noqa: E402
+
+cli.add_command(backtest)
+
+from streams.bridge.cli import bridge  # noqa: E402
+
+cli.add_command(bridge)
+
+from streams.quant.cli import quant  # noqa: E402
+
+cli.add_command(quant)
+
+
+def main() -> None:
+    cli(prog_name="algo")
+
+
+if __name__ == "__main__":
+    main()

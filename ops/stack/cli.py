@@ -1,0 +1,85 @@
+"""`algo stack up|down|status`: the local stack (ops/stack.py) from the command line."""
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from ops.stack import services as local_stack
+from streams.settings import Settings
+
+
+def _table(parts: list[local_stack.ServiceStatus], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("part")
+    table.add_column("endpoint")
+    table.add_column("pid", justify="right")
+    table.add_column("state")
+    table.add_column("detail", overflow="fold")
+    for part in parts:
+        if part.healthy and part.running:
+            state = "[green]healthy[/green]"
+        elif part.healthy:
+            state = "[yellow]answering (not ours)[/yellow]"
+        elif part.running:
+            state = "[red]unhealthy[/red]"
+        else:
+            state = "[dim]stopped[/dim]"
+        table.add_row(part.name, part.endpoint, str(part.pid or "-"), state, part.detail)
+    Console().print(table)
+
+
+@click.group("stack")
+def stack() -> None:
+    """The local stack without Docker: Kafka (KRaft), Apicurio Registry, Postgres + pgvector, Redis."""
+
+
+@stack.command("up")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def up_command(as_json: bool) -> None:
+    """Start what is not running and wait until every part is healthy (idempotent)."""
+    settings = Settings.from_env()
+    started = time.monotonic()
+    say = (lambda message: click.echo(message, err=True)) if as_json else click.echo
+    parts = local_stack.up(settings, progress=say)
+    elapsed = time.monotonic() - started
+    if as_json:
+        click.echo(json.dumps({"up": True, "seconds": round(elapsed, 2),
+                               "parts": [part.as_dict() for part in parts]}))
+        return
+    _table(parts, f"local stack up in {elapsed:.1f}s (logs under {settings.run_dir})")
+    click.echo("endpoints (also the defaults of these variables):")
+    click.echo(f"  KAFKA_BOOTSTRAP={settings.kafka_bootstrap}")
+    click.echo(f"  SCHEMA_REGISTRY_URL={settings.schema_registry_url}")
+    click.echo(f"  DATABASE_URL={local_stack._masked(settings.database_url)}")
+    click.echo(f"  REDIS_URL={settings.redis_url}")
+
+
+@stack.command("down")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def down_command(as_json: bool) -> None:
+    """Stop what `algo stack up` started (by pid); idempotent."""
+    settings = Settings.from_env()
+    parts = local_stack.down(settings)
+    if as_json:
+        click.echo(json.dumps({"down": True, "parts": [part.as_dict() for part in parts]}))
+        return
+    _table(parts, "local stack after down")
+
+
+@stack.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def status_command(as_json: bool) -> None:
+    """Each part's pid, health and endpoint (the JSON's "healthy" is true when every part answers)."""
+    settings = Settings.from_env()
+    parts = local_stack.status(settings)
+    healthy = all(part.healthy for part in parts)
+    if as_json:
+        click.echo(json.dumps({"healthy": healthy, "run_dir": str(settings.run_dir),
+                               "parts": [part.as_dict() for part in parts]}))
+    else:
+        _table(parts, "local stack" + ("" if healthy else " (not all healthy: `algo stack up` starts the rest)"))

@@ -1,0 +1,121 @@
+"""Avro codecs in the Confluent wire format (magic byte + schema id), through the schema registry.
+
+Built on confluent-kafka's SchemaRegistryClient and Avro serializers; the schema is loaded from
+its .avsc file. Records stay plain dicts (timestamps as aware datetimes); conversion to rows or
+JSON happens at the edges (streams.vault.rows, `algo tail`).
+"""
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+
+from authlib.deprecate import AuthlibDeprecationWarning  # noqa: E402
+
+# authlib forces its deprecation warnings "always" on import; confluent-kafka still uses httpx 0.x.
+warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
+
+import faust  # noqa: E402
+from confluent_kafka.error import SerializationError  # noqa: E402
+from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer  # noqa: E402
+from confluent_kafka.schema_registry.error import SchemaRegistryError  # noqa: E402
+from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: E402
+
+from streams.errors import CodecError, RegistryError  # noqa: E402
+from streams.bus.schemas import schema_str  # noqa: E402
+from streams.bus.topics import TopicSpec  # noqa: E402
+
+MAGIC_BYTE = 0
+
+
+@lru_cache(maxsize=8)
+def registry_client(url: str) -> SchemaRegistryClient:
+    """One client per registry URL and process, so schema ids are cached once."""
+    return SchemaRegistryClient.new_client({"url": url})  # mock:// URLs give the in-process mock
+
+
+class AvroCodec:
+    """Encodes and decodes one topic's values against its registered schema.
+
+    The producer side never registers schemas (`algo provision` does), so a schema that the
+    registry would refuse can not sneak in through a producer.
+    """
+
+    def __init__(
+        self,
+        spec: TopicSpec,
+        client: SchemaRegistryClient,
+        *,
+        auto_register: bool = False,
+        reader_schema: str | None = None,
+    ) -> None:
+        self.spec = spec
+        self._context = SerializationContext(spec.name, MessageField.VALUE)
+        self._serializer = AvroSerializer(
+            client,
+            schema_str(spec.schema),
+            conf={"auto.register.schemas": auto_register, "use.latest.version": False},
+        )
+        self._deserializer = AvroDeserializer(client, reader_schema)
+
+    def encode(self, record: dict) -> bytes:
+        try:
+            return self._serializer(record, self._context)
+        except SchemaRegistryError as error:
+            raise RegistryError(
+                f"{self.spec.subject}: registry refused ({error}); did you run `algo provision`?"
+            ) from error
+        except (SerializationError, ValueError, TypeError, KeyError, AttributeError) as error:
+            raise CodecError(f"cannot encode {self.spec.schema} for {self.spec.name}: {error}") from error
+
+    def decode(self, data: bytes | None) -> dict:
+        if not data:
+            raise CodecError(f"empty message on {self.spec.name}")
+        if data[0] != MAGIC_BYTE or len(data) < 5:
+            raise CodecError(
+                f"not Confluent-framed Avro on {self.spec.name} (first byte {data[0]}, expected {MAGIC_BYTE})"
+            )
+        try:
+            record = self._deserializer(data, self._context)
+        except SchemaRegistryError as error:
+            raise CodecError(f"unknown writer schema id {int.from_bytes(data[1:5], 'big')}: {error}") from error
+        except Exception as error:  # fastavro raises a variety of plain exceptions on bad bytes
+            raise CodecError(f"cannot decode {self.spec.schema} on {self.spec.name}: {error}") from error
+        if not isinstance(record, dict):
+            raise CodecError(f"decoded {self.spec.name} value is not a record")
+        return record
+
+
+class FaustAvroCodec(faust.Codec):
+    """Lets Faust topics send plain dicts through an AvroCodec."""
+
+    def __init__(self, avro: AvroCodec, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.avro = avro
+
+    def _dumps(self, obj: object) -> bytes:
+        if not isinstance(obj, dict):
+            raise CodecError(f"{self.avro.spec.name} takes dict records, got {type(obj).__name__}")
+        return self.avro.encode(obj)
+
+    def _loads(self, data: bytes) -> dict:
+        return self.avro.decode(data)
+
+
+class CodecRegistry:
+    """Codecs for all topics against one registry, created lazily and cached."""
+
+    def __init__(self, registry_url: str) -> None:
+        self.registry_url = registry_url
+        self._codecs: dict[str, AvroCodec] = {}
+
+    @property
+    def client(self) -> SchemaRegistryClient:
+        return registry_client(self.registry_url)
+
+    def for_topic(self, name: str) -> AvroCodec:
+        from streams.bus.topics import topic_spec
+
+        if name not in self._codecs:
+            self._codecs[name] = AvroCodec(topic_spec(name), self.client)
+        return self._codecs[name]

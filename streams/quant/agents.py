@@ -1,0 +1,89 @@
+"""Quant agent: market.bars -> agent.signals with the PPO policy (streams.quant.vote, streams.quant.model).
+
+The served policy is the most recently registered version (or QUANT_MODEL_VERSION); a timer polls the
+registry every QUANT_MODEL_POLL_S seconds and swaps in a newer version without a restart. Until
+a version exists the agent keeps its windows warm and publishes nothing.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from streams.quant import model as quant_model
+from streams.app import app, avro_topic, decode_or_dead_letter, log, raw_topic, settings
+from streams.errors import AlgoError
+from streams.quant.vote import advance, features_of, rationale, signal_record
+from streams.quant.features import FeatureSpec
+
+AGENT = "quant"
+bars_topic = raw_topic("market.bars")
+signals_topic = avro_topic("agent.signals")
+symbol_to_quant_state = app.Table("symbol_to_quant_state", partitions=settings.topic_partitions)
+
+
+class ServedPolicy:
+    """The policy in use; swapped whole, so a bar is always scored by one version."""
+
+    def __init__(self) -> None:
+        self.policy: quant_model.QuantPolicy | None = None
+        self.skipped = 0
+
+    async def refresh(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            if settings.quant_model_version:
+                if self.policy is None:
+                    self._swap(await loop.run_in_executor(None, quant_model.fetch, settings,
+                                                          settings.quant_model_version))
+                return
+            current = await loop.run_in_executor(None, quant_model.current_version, settings)
+            if current is not None and (self.policy is None or current != self.policy.version):
+                self._swap(await loop.run_in_executor(None, quant_model.fetch, settings, current))
+        except AlgoError as error:  # the registry is down or a row is unusable: keep serving what we have
+            log.warning("quant: model registry: %s", error)
+
+    def _swap(self, policy: quant_model.QuantPolicy | None) -> None:
+        if policy is None:
+            return
+        previous = self.policy.version if self.policy else "nothing"
+        self.policy = policy
+        log.info("quant: serving model %s (was %s)", policy.version, previous)
+
+
+served = ServedPolicy()
+
+
+@app.task
+async def load_model() -> None:
+    await served.refresh()
+
+
+@app.timer(interval=settings.quant_model_poll_s)
+async def poll_registry() -> None:
+    await served.refresh()
+
+
+@app.agent(bars_topic, name="quant_vote")
+async def quant_vote(stream):
+    from streams.market.bars import to_micros
+
+    async for event in stream.events():
+        bar = await decode_or_dead_letter(event, AGENT)
+        if bar is None or bar["interval"] != settings.bar_interval:
+            continue
+        policy = served.policy
+        spec = policy.spec if policy else FeatureSpec()
+        state = advance(symbol_to_quant_state.get(bar["symbol"]), to_micros(bar["ts"]), bar["close"], spec)
+        if state is None:
+            continue
+        features = features_of(state, spec)
+        if policy is None or features is None:
+            symbol_to_quant_state[bar["symbol"]] = state
+            if policy is None and served.skipped % 1000 == 0:
+                log.warning("quant: no model registered yet (run `algo quant train`); bar not scored")
+            served.skipped += policy is None
+            continue
+        sign, confidence, probabilities = policy.decide(features, state["position"])
+        symbol_to_quant_state[bar["symbol"]] = {**state, "position": sign}
+        text = rationale(policy.version, sign, probabilities, policy.positions)
+        await signals_topic.send(key=bar["symbol"].encode(),
+                                 value=signal_record(bar, policy.version, sign, confidence, text))

@@ -1,0 +1,293 @@
+"""The Quant policy: PPO training, the saved artifact with its metadata, inference, the registry.
+
+A trained policy is a stable-baselines3 zip plus a metadata dict (data range, features, env and
+costs, seed, hyper-parameters, metrics, library versions). Its version is content-addressed:
+`quant-ppo-<first 12 hex of the zip's sha256>`. `register` stores both in Postgres
+(sql/003_model_versions.sql); `fetch` loads the current (most recently registered) or a pinned version back.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+import zipfile
+from dataclasses import dataclass
+from functools import cached_property
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from streams.errors import ModelError
+from streams.quant.env import EnvConfig, MarketSeries, QuantTradingEnv
+from streams.quant.features import FeatureSpec
+
+MODEL = "quant"
+ACTIONS = {-1.0: "SELL", 0.0: "HOLD", 1.0: "BUY"}
+PPO_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 3e-4, "n_steps": 1024, "batch_size": 256, "n_epochs": 10, "gamma": 0.99,
+    "gae_lambda": 0.95, "clip_range": 0.2, "ent_coef": 0.01, "vf_coef": 0.5, "max_grad_norm": 0.5,
+    "net_arch": [64, 64],
+}
+
+
+def _torch():
+    import torch
+
+    torch.set_num_threads(1)  # a 64x64 MLP runs fastest on one thread; the other core serves Kafka
+    return torch
+
+
+def effective_hyperparameters(timesteps: int, overrides: dict | None = None) -> dict:
+    """PPO_DEFAULTS with `overrides`; a run shorter than one rollout collects only `timesteps` steps."""
+    hyper = {**PPO_DEFAULTS, **(overrides or {})}
+    unknown = sorted(set(hyper) - set(PPO_DEFAULTS))
+    if unknown:
+        raise ModelError(f"unknown PPO hyper-parameter(s): {', '.join(unknown)}")
+    hyper["n_steps"] = max(2, min(int(hyper["n_steps"]), int(timesteps)))
+    hyper["batch_size"] = min(int(hyper["batch_size"]), hyper["n_steps"])
+    return hyper
+
+
+def train_policy(series: list[MarketSeries], spec: FeatureSpec, config: EnvConfig, *, timesteps: int, seed: int,
+                 hyperparameters: dict | None = None, checkpoint_dir: Path | None = None,
+                 checkpoint_every: int = 0, progress_bar: bool = False):
+    """A PPO policy trained on random windows of `series`; deterministic for a seed on one thread."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import CheckpointCallback
+    from stable_baselines3.common.logger import Logger
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.utils import set_random_seed
+
+    _torch()
+    if timesteps < 1:
+        raise ModelError(f"timesteps must be >= 1, got {timesteps}")
+    hyper = effective_hyperparameters(timesteps, hyperparameters)
+    set_random_seed(seed)
+    env = Monitor(QuantTradingEnv(series, spec, config))
+    net = list(hyper.pop("net_arch"))
+    model = PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
+                policy_kwargs={"net_arch": {"pi": net, "vf": net}}, **hyper)
+    model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's default makes an empty temp dir per run
+    callbacks = []
+    if checkpoint_dir is not None and checkpoint_every > 0:
+        callbacks.append(CheckpointCallback(save_freq=checkpoint_every, save_path=str(checkpoint_dir),
+                                            name_prefix="ppo"))
+    with warnings.catch_warnings():  # SB3's progress bar is tqdm.rich, which warns that it is experimental
+        warnings.filterwarnings("ignore", message="rich is experimental")
+        model.learn(total_timesteps=timesteps, callback=callbacks or None, progress_bar=progress_bar)
+    return model
+
+
+@dataclass
+class QuantPolicy:
+    """A loaded policy and its metadata; inference on CPU."""
+
+    model: Any
+    metadata: dict
+
+    @property
+    def version(self) -> str:
+        return self.metadata["version"]
+
+    @cached_property  # read on every bar the agent scores: parse the metadata once
+    def spec(self) -> FeatureSpec:
+        return FeatureSpec.from_dict(self.metadata["features"])
+
+    @cached_property
+    def env_config(self) -> EnvConfig:
+        return EnvConfig.from_dict(self.metadata["env"])
+
+    @property
+    def positions(self) -> tuple[float, ...]:
+        return self.env_config.positions
+
+    @classmethod
+    def from_model(cls, model, spec: FeatureSpec, config: EnvConfig, version: str | None = None) -> "QuantPolicy":
+        """A just-trained model with the metadata inference needs (version: its artifact's, by default)."""
+        version = version or version_of(artifact_bytes(model))
+        return cls(model, {"version": version, "features": spec.as_dict(), "env": config.as_dict()})
+
+    @classmethod
+    def from_artifact(cls, artifact: bytes, metadata: dict) -> "QuantPolicy":
+        from stable_baselines3 import PPO
+
+        _torch()
+        try:
+            model = PPO.load(io.BytesIO(artifact), device="cpu")
+        except (zipfile.BadZipFile, ValueError, KeyError, RuntimeError) as error:
+            raise ModelError(f"model {metadata.get('version', '?')}: not a loadable PPO artifact ({error})") from error
+        return cls(model, metadata)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "QuantPolicy":
+        directory = Path(directory)
+        try:
+            metadata = json.loads((directory / "metadata.json").read_text())
+            artifact = (directory / "model.zip").read_bytes()
+        except FileNotFoundError as error:
+            raise ModelError(f"{directory}: not a saved model (need model.zip and metadata.json)") from error
+        return cls.from_artifact(artifact, metadata)
+
+    def probabilities(self, observations: np.ndarray) -> np.ndarray:
+        """(n, actions) action probabilities for (n, obs) observations."""
+        torch = _torch()
+        obs = torch.as_tensor(np.asarray(observations, dtype=np.float32).reshape(-1, self.spec.size))
+        with torch.no_grad():
+            return self.model.policy.get_distribution(obs).distribution.probs.numpy().astype(np.float64)
+
+    def decide(self, features: np.ndarray, position: float) -> tuple[float, float, np.ndarray]:
+        """(target sign, confidence = the chosen action's probability, all probabilities)."""
+        probs = self.probabilities(np.append(features, position))[0]
+        action = int(np.argmax(probs))
+        return self.positions[action], float(probs[action]), probs
+
+    def rollout(self, features: np.ndarray, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """The policy's target signs for bars start..end-1, each seeing its own previous position
+        (flat at `start`), and the chosen actions' probabilities. One batched forward pass per
+        possible position, then a sequential walk."""
+        rows = features[start:end]
+        if len(rows) == 0:
+            return np.zeros(0), np.zeros(0)
+        if not np.isfinite(rows).all():
+            raise ModelError(f"features undefined in bars {start}..{end - 1} (warm-up)")
+        positions = self.positions
+        tables = [self.probabilities(np.hstack([rows, np.full((len(rows), 1), p)])) for p in positions]
+        index_of = {p: i for i, p in enumerate(positions)}
+        signs, confidence = np.empty(len(rows)), np.empty(len(rows))
+        current = 0.0
+        for t in range(len(rows)):
+            probs = tables[index_of.get(current, index_of.get(0.0, 0))][t]
+            action = int(np.argmax(probs))
+            current = positions[action]
+            signs[t], confidence[t] = current, probs[action]
+        return signs, confidence
+
+
+def artifact_bytes(model) -> bytes:
+    buffer = io.BytesIO()
+    model.save(buffer)
+    return buffer.getvalue()
+
+
+def version_of(artifact: bytes) -> str:
+    return f"{MODEL}-ppo-{hashlib.sha256(artifact).hexdigest()[:12]}"
+
+
+def library_versions() -> dict[str, str]:
+    import gymnasium
+    import stable_baselines3
+    import torch
+
+    return {"stable_baselines3": stable_baselines3.__version__, "torch": torch.__version__,
+            "gymnasium": gymnasium.__version__, "numpy": np.__version__}
+
+
+def build_metadata(*, artifact: bytes, seed: int, timesteps: int, hyperparameters: dict, spec: FeatureSpec,
+                   config: EnvConfig, source: str, symbols: list[str], start: str | None, end: str | None,
+                   bars: int, metrics: dict) -> dict:
+    return {
+        "model": MODEL, "algorithm": "PPO", "version": version_of(artifact),
+        "artifact_sha256": hashlib.sha256(artifact).hexdigest(),
+        "created_at": datetime.now(timezone.utc).isoformat(), "seed": seed, "timesteps": timesteps,
+        "hyperparameters": effective_hyperparameters(timesteps, hyperparameters),
+        "features": {**spec.as_dict(), "names": spec.names(), "warmup": spec.warmup},
+        "env": config.as_dict(),
+        "data": {"source": source, "symbols": symbols, "start": start, "end": end, "bars": bars},
+        "metrics": metrics, "libraries": library_versions(),
+    }
+
+
+def save(directory: Path, artifact: bytes, metadata: dict) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "model.zip").write_bytes(artifact)
+    (directory / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str))
+    return directory
+
+
+# --- the registry (Postgres) -------------------------------------------------------------------
+
+def _connect(settings):
+    import psycopg
+
+    try:
+        return psycopg.connect(settings.database_url, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        raise ModelError(f"cannot reach Postgres at {settings.database_url.rpartition('@')[2]} ({error}); "
+                         "run `algo stack up` and `algo provision`") from error
+
+
+def _registry_call(settings, work: Callable):
+    import psycopg
+
+    try:
+        with _connect(settings) as conn:
+            return work(conn)
+    except psycopg.errors.UndefinedTable as error:
+        raise ModelError("table model_versions is missing: run `algo provision`") from error
+    except psycopg.Error as error:
+        raise ModelError(f"model registry: {error}") from error
+
+
+def register(settings, artifact: bytes, metadata: dict) -> str:
+    """Stores a version and makes it the current one; the same artifact is stored once (registering
+    it again only makes it current again: a rollback). Returns the version."""
+    from psycopg.types.json import Jsonb
+
+    data = metadata["data"]
+
+    def work(conn):
+        conn.execute(
+            """INSERT INTO model_versions (model, version, algorithm, seed, data_source, data_start, data_end, bars,
+                   features, hyperparameters, metrics, metadata, artifact, artifact_sha256)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (version) DO UPDATE SET registered_at = clock_timestamp()""",
+            (metadata["model"], metadata["version"], metadata["algorithm"], metadata["seed"], data["source"],
+             data["start"], data["end"], data["bars"], Jsonb(metadata["features"]),
+             Jsonb(metadata["hyperparameters"]), Jsonb(metadata["metrics"]), Jsonb(metadata), artifact,
+             metadata["artifact_sha256"]))
+        return metadata["version"]
+
+    return _registry_call(settings, work)
+
+
+def list_versions(settings, model: str = MODEL) -> list[dict]:
+    def work(conn):
+        rows = conn.execute(
+            """SELECT version_id, version, registered_at, created_at, seed, data_source, data_start, data_end, bars,
+                      metrics, length(artifact)
+               FROM model_versions WHERE model = %s ORDER BY registered_at DESC, version_id DESC""", (model,)).fetchall()
+        names = ("id", "version", "registered_at", "created_at", "seed", "data_source", "data_start", "data_end",
+                 "bars", "metrics", "artifact_bytes")
+        return [dict(zip(names, row)) for row in rows]
+
+    return _registry_call(settings, work)
+
+
+def current_version(settings, model: str = MODEL) -> str | None:
+    def work(conn):
+        row = conn.execute("SELECT version FROM model_versions WHERE model = %s "
+                           "ORDER BY registered_at DESC, version_id DESC LIMIT 1", (model,)).fetchone()
+        return row[0] if row else None
+
+    return _registry_call(settings, work)
+
+
+def fetch(settings, version: str | None = None, model: str = MODEL) -> QuantPolicy | None:
+    """The pinned version (an error if unknown) or the current one (None if none is registered)."""
+    def work(conn):
+        if version:
+            return conn.execute("SELECT metadata, artifact FROM model_versions WHERE version = %s",
+                                (version,)).fetchone()
+        return conn.execute("SELECT metadata, artifact FROM model_versions WHERE model = %s "
+                            "ORDER BY registered_at DESC, version_id DESC LIMIT 1", (model,)).fetchone()
+
+    row = _registry_call(settings, work)
+    if row is None:
+        if version:
+            raise ModelError(f"model version {version!r} is not registered; see `algo quant versions`")
+        return None
+    metadata, artifact = row
+    return QuantPolicy.from_artifact(bytes(artifact), metadata)

@@ -1,0 +1,47 @@
+"""The Quant agent's per-bar logic, as pure functions on plain data (no Kafka, no torch here).
+
+Per symbol the agent keeps {"closes": [...the last `warmup` closes...], "position": the policy's
+own last target sign, "last_bar_us": the newest bar's start}. The policy sees its own previous
+vote as its position, exactly as in training (streams.quant.env), not the paper book.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import timezone
+
+import numpy as np
+
+from streams.quant.features import FeatureSpec, latest_features
+
+ACTION_OF_SIGN = {1.0: "BUY", 0.0: "HOLD", -1.0: "SELL"}
+POSITION_NAMES = {-1.0: "short", 0.0: "flat", 1.0: "long"}
+
+
+def advance(state: dict | None, bar_us: int, close: float, spec: FeatureSpec) -> dict | None:
+    """The state after this bar, or None when the bar was already seen (an idle-flushed bar
+    re-published with more ticks). A bar older than the last one means a replay: start over."""
+    if state is not None and bar_us == state["last_bar_us"]:
+        return None
+    if state is None or bar_us < state["last_bar_us"]:
+        state = {"closes": [], "position": 0.0, "last_bar_us": bar_us}
+    closes = (state["closes"] + [float(close)])[-spec.warmup:]
+    return {**state, "closes": closes, "last_bar_us": bar_us}
+
+
+def features_of(state: dict, spec: FeatureSpec) -> np.ndarray | None:
+    return latest_features(state["closes"], spec)
+
+
+def rationale(version: str, sign: float, probabilities, positions) -> str:
+    spread = " / ".join(f"{POSITION_NAMES.get(p, p)} {q:.2f}" for p, q in zip(positions, probabilities))
+    return f"PPO {version}: {POSITION_NAMES.get(sign, sign)} (p: {spread})"
+
+
+def signal_record(bar: dict, version: str, sign: float, confidence: float, text: str) -> dict:
+    """The AgentSignal for a bar (schemas/avro/AgentSignal.avsc)."""
+    return {
+        "signal_id": str(uuid.uuid4()), "agent": "quant", "symbol": bar["symbol"], "ts": bar["ts"],
+        "action": ACTION_OF_SIGN[float(np.sign(sign))], "confidence": float(min(1.0, max(0.0, confidence))),
+        "rationale": text, "model_version": version,
+        "input_refs": [f"bar:{bar['symbol']}:{bar['interval']}:{bar['ts'].astimezone(timezone.utc).isoformat()}"],
+    }

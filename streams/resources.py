@@ -1,0 +1,34 @@
+"""Where the files that ship with the code are: the Avro schemas, the SQL migrations, the dashboard.
+
+In a wheel they are package data under streams/_data/ (setup.py copies them there) and are found
+through importlib.resources; in a checkout (an editable install) they are the repository's own
+schemas/ and sql/ folders, the single source of truth.
+"""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def _data_dir(*parts: str) -> Path:
+    packaged = resources.files("streams").joinpath("_data", *parts)
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return _CHECKOUT.joinpath(*parts)
+
+
+def schema_dir() -> Path:
+    """The folder of .avsc files, one per event type."""
+    return _data_dir("schemas", "avro")
+
+
+def sql_dir() -> Path:
+    """The folder of ordered migrations (NNN_name.sql)."""
+    return _data_dir("sql")
+
+
+def static_dir() -> Path:
+    """The dashboard's static files."""
+    return Path(str(resources.files("streams.bridge").joinpath("static")))

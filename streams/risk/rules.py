@@ -1,0 +1,226 @@
+"""The Risk agent's decision logic as pure functions on plain dicts (no Kafka here).
+
+State per paper account (a JSON-able dict kept in a Faust table):
+  {"account", "cash", "realised_pnl", "fees", "day", "start_of_day_equity", "peak_equity",
+   "positions": {symbol: {"quantity", "avg_price", "last_price"}}, "order_ts": [seconds, ...]}
+Market state per symbol: {"close", "ts_us", "returns": [last RETURNS_WINDOW close-to-close returns]}.
+
+A ConsensusDecision's target_position is a signed fraction of equity; the order it implies is the
+difference between that target and the current position, at the symbol's last close. risk_core's
+pre-trade check approves, resizes or rejects it; the verdict is final.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Mapping
+
+import risk_core as rc
+from streams.market.bars import to_micros
+from streams.errors import ConfigError
+
+RETURNS_WINDOW = 20
+ORDER_HISTORY = 256
+
+
+@dataclass(frozen=True)
+class RiskSettings:
+    account: str = "paper"
+    initial_cash: float = 100_000.0
+    max_position_notional: float = 25_000.0
+    max_gross_exposure: float = 1.0
+    max_net_exposure: float = 1.0
+    max_order_notional: float = 20_000.0
+    max_orders_per_window: int = 30
+    rate_window_seconds: float = 86_400.0
+    max_daily_loss: float = 0.03
+    max_drawdown: float = 0.25
+    max_var: float = 0.02
+    var_confidence: float = 0.99
+    lot_size: float = 1.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "RiskSettings":
+        defaults, values = cls(), {}
+        for name, default in defaults.__dict__.items():
+            raw = env.get(f"RISK_{name.upper()}")
+            if raw is None:
+                continue
+            try:
+                values[name] = type(default)(raw)
+            except ValueError:
+                raise ConfigError(f"RISK_{name.upper()}={raw!r} is not a {type(default).__name__}") from None
+        return cls(**values)
+
+    def limits(self) -> rc.RiskLimits:
+        return rc.RiskLimits(
+            max_position_notional=self.max_position_notional, max_gross_exposure=self.max_gross_exposure,
+            max_net_exposure=self.max_net_exposure, max_order_notional=self.max_order_notional,
+            max_orders_per_window=self.max_orders_per_window, rate_window_seconds=self.rate_window_seconds,
+            max_daily_loss=self.max_daily_loss, max_drawdown=self.max_drawdown, max_var=self.max_var,
+            var_confidence=self.var_confidence, lot_size=self.lot_size,
+        )
+
+
+def new_portfolio(settings: RiskSettings) -> dict:
+    return {"account": settings.account, "cash": settings.initial_cash, "realised_pnl": 0.0, "fees": 0.0,
+            "day": None, "start_of_day_equity": settings.initial_cash, "peak_equity": settings.initial_cash,
+            "positions": {}, "order_ts": []}
+
+
+def equity(state: dict) -> float:
+    return state["cash"] + sum(p["quantity"] * p["last_price"] for p in state["positions"].values())
+
+
+def update_market(market: dict | None, bar: dict) -> dict:
+    """Last close and a window of close-to-close returns for one symbol, from a Bar."""
+    close, ts_us = float(bar["close"]), to_micros(bar["ts"])
+    if market is None:
+        return {"close": close, "ts_us": ts_us, "returns": []}
+    if ts_us <= market["ts_us"]:  # a re-emitted or replayed bar: refresh the price only
+        return {**market, "close": close} if ts_us == market["ts_us"] else market
+    returns = (market["returns"] + [close / market["close"] - 1.0])[-RETURNS_WINDOW:]
+    return {"close": close, "ts_us": ts_us, "returns": returns}
+
+
+def volatility(market: dict) -> float:
+    """Per-bar return stdev for the VaR limit (0 until there are two returns)."""
+    return statistics.stdev(market["returns"]) if len(market["returns"]) >= 2 else 0.0
+
+
+def apply_fill(state: dict, fill: dict) -> dict:
+    """Cash, position, average price, realised PnL and fees after one Fill."""
+    signed = float(fill["quantity"]) * (1 if fill["side"] == "BUY" else -1)
+    price, fee = float(fill["price"]), float(fill["fee"])
+    positions = dict(state["positions"])
+    position = dict(positions.get(fill["symbol"], {"quantity": 0.0, "avg_price": 0.0, "last_price": price}))
+    old = position["quantity"]
+    realised = 0.0
+    if old * signed < 0:  # closing (part of) the position
+        closed = min(abs(signed), abs(old)) * (1 if old > 0 else -1)
+        realised = closed * (price - position["avg_price"])
+    new = old + signed
+    if abs(new) < 1e-12:
+        new, avg = 0.0, 0.0
+    elif old == 0 or old * new < 0:  # opened, or reversed through zero
+        avg = price
+    elif abs(new) > abs(old):  # added to the position
+        avg = (position["avg_price"] * old + price * signed) / new
+    else:
+        avg = position["avg_price"]
+    position.update(quantity=new, avg_price=avg, last_price=price)
+    if new == 0.0:
+        positions.pop(fill["symbol"], None)
+    else:
+        positions[fill["symbol"]] = position
+    updated = {**state, "positions": positions, "cash": state["cash"] - signed * price - fee,
+               "realised_pnl": state["realised_pnl"] + realised, "fees": state["fees"] + fee}
+    updated["peak_equity"] = max(updated["peak_equity"], equity(updated))
+    return updated
+
+
+def _roll_day(state: dict, ts: datetime) -> dict:
+    day = ts.astimezone(timezone.utc).date().isoformat()
+    if state["day"] == day:
+        return state
+    return {**state, "day": day, "start_of_day_equity": equity(state)}
+
+
+def judge(state: dict, decision: dict, markets: Mapping[str, dict], settings: RiskSettings,
+          now: datetime | None = None) -> tuple[dict, dict]:
+    """(new account state, RiskVerdict record) for one ConsensusDecision."""
+    symbol = decision["symbol"]
+    state = _roll_day(state, decision["ts"])
+    positions = {s: {**p, "last_price": markets[s]["close"] if s in markets else p["last_price"]}
+                 for s, p in state["positions"].items()}
+    state = {**state, "positions": positions}
+    state["peak_equity"] = max(state["peak_equity"], equity(state))
+    current = positions.get(symbol, {}).get("quantity", 0.0)
+    # the verdict is about the decision's moment (event time), so replays stay deterministic
+    verdict = {"verdict_id": str(uuid.uuid4()), "decision_id": decision["decision_id"], "symbol": symbol,
+               "ts": now or decision["ts"], "limits_checked": []}
+    market = markets.get(symbol)
+    if market is None:
+        return state, {**verdict, "verdict": "REJECT", "requested_quantity": 0.0, "approved_quantity": 0.0,
+                       "reason_codes": ["NO_PRICE"]}
+    price, account_equity = market["close"], equity(state)
+    if decision["action"] == "HOLD":  # hold keeps what is held, whatever the target says
+        return state, {**verdict, "verdict": "APPROVE", "requested_quantity": 0.0, "approved_quantity": 0.0,
+                       "reason_codes": ["NO_CHANGE"]}
+    target = decision["target_position"] * account_equity / price
+    if settings.lot_size > 0:
+        target = math.copysign(math.floor(abs(target) / settings.lot_size) * settings.lot_size, target)
+    requested = target - current
+    if abs(requested) < max(settings.lot_size, 1e-9):
+        return state, {**verdict, "verdict": "APPROVE", "requested_quantity": requested, "approved_quantity": 0.0,
+                       "reason_codes": ["NO_CHANGE"]}
+    limits = settings.limits()
+    seconds = to_micros(decision["ts"]) / 1e6
+    portfolio = rc.Portfolio(
+        cash=state["cash"],
+        positions=[rc.Position(s, p["quantity"], p["last_price"], volatility(markets[s]) if s in markets else 0.0)
+                   for s, p in positions.items()],
+        start_of_day_equity=state["start_of_day_equity"], peak_equity=state["peak_equity"],
+        # event time: symbols' streams run at their own pace, so only orders up to this moment count
+        order_timestamps=[t for t in state["order_ts"] if t <= seconds],
+    )
+    order = rc.Order(symbol, 1 if requested > 0 else -1, abs(requested), price, seconds, volatility(market))
+    result = rc.check_order(order, portfolio, limits)
+    approved = math.copysign(result.quantity, requested) if result.approved else 0.0
+    if result.approved:
+        state = {**state, "order_ts": (state["order_ts"] + [seconds])[-ORDER_HISTORY:]}
+    verdict.update(
+        verdict=result.decision.upper(), requested_quantity=requested, approved_quantity=approved,
+        reason_codes=[reason.upper() for reason in result.reasons],
+        limits_checked=limits_checked(result, limits, state, order, approved, seconds),
+    )
+    return state, verdict
+
+
+def limits_checked(result: rc.Verdict, limits: rc.RiskLimits, state: dict, order: rc.Order, approved: float,
+                   seconds: float) -> list[dict]:
+    """Every enabled limit with its value after the approved quantity; passed = it did not bind."""
+    account_equity = result.equity
+    position = state["positions"].get(order.symbol, {}).get("quantity", 0.0) + approved
+    drawdown = 1 - account_equity / state["peak_equity"] if state["peak_equity"] > 0 else 0.0
+    daily_loss = 1 - account_equity / state["start_of_day_equity"] if state["start_of_day_equity"] > 0 else 0.0
+    candidates = [
+        ("position_limit", limits.max_position_notional, abs(position) * order.price),
+        ("gross_exposure", limits.max_gross_exposure, result.gross_exposure),
+        ("net_exposure", limits.max_net_exposure, abs(result.net_exposure)),
+        ("notional_cap", limits.max_order_notional, abs(approved) * order.price),
+        ("rate_limit", float(limits.max_orders_per_window or math.inf),
+         float(sum(1 for t in state["order_ts"] if 0 <= seconds - t < limits.rate_window_seconds))),
+        ("daily_loss", limits.max_daily_loss, daily_loss),
+        ("drawdown", limits.max_drawdown, drawdown),
+        ("var_limit", limits.max_var, result.var),
+    ]
+    return [{"name": name, "limit": limit, "value": value, "passed": name not in result.reasons}
+            for name, limit, value in candidates if math.isfinite(limit)]
+
+
+def backtest_result(request: dict, bars, now: datetime | None = None) -> dict:
+    """BacktestResult record for a BacktestRequest run on `bars` (a streams.market.datasets.BarSeries)."""
+    import time
+
+    record = {"request_id": request["request_id"], "ts": now or datetime.now(timezone.utc),
+              "symbol": request["symbol"], "strategy": request["strategy"], "bars": len(bars) if bars else 0,
+              "stats": {}, "elapsed_us": 0, "error": None}
+    if not bars:
+        return {**record, "error": f"no bars for {request['symbol']}"}
+    params = {k: int(v) if k in ("fast", "slow", "lookback", "vol_window") else v for k, v in request["params"].items()}
+    started = time.perf_counter()
+    try:
+        result = rc.backtest(bars.open, bars.close, high=bars.high, low=bars.low, volume=bars.volume,
+                             strategy=request["strategy"], fee_bps=request["fee_bps"],
+                             slippage_bps=request["slippage_bps"], initial_capital=request["initial_cash"],
+                             record_equity=False, record_positions=False, record_trades=False, **params)
+    except rc.RiskCoreError as error:
+        return {**record, "error": str(error)}
+    elapsed = time.perf_counter() - started
+    stats = {name: float(value) for name, value in result.stats.as_dict().items()}
+    stats["trades"] = stats.pop("num_trades")
+    return {**record, "stats": stats, "elapsed_us": int(elapsed * 1e6)}

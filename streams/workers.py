@@ -1,0 +1,15 @@
+"""The agents a worker process can run, by name: shared by the `algo worker` command (ops.cli), the
+demo and the bridge (which reads each agent's consumer-group lag: the groups are `<app id>-<name>`)."""
+from __future__ import annotations
+
+WORKERS: dict[str, tuple[str, ...]] = {
+    "bars": ("streams.market.agents",),
+    "persistence": ("streams.vault.agents",),
+    "risk": ("streams.risk.agents",),
+    "technical": ("streams.technical.agents",),
+    "consensus": ("streams.consensus.agents",),
+    "broker": ("streams.broker.agents",),
+    "quant": ("streams.quant.agents",),
+}
+WORKERS["signals"] = WORKERS["bars"] + WORKERS["technical"] + WORKERS["consensus"]  # ticks -> decisions
+WORKERS["all"] = tuple(dict.fromkeys(module for modules in WORKERS.values() for module in modules))

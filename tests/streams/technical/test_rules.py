@@ -1,0 +1,36 @@
+import numpy as np
+
+from streams.bus.schemas import validation_errors
+from streams.technical.rules import TechnicalRules, remember_close, signal_record, vote
+from tests import fixtures
+
+RULES = TechnicalRules(fast=3, slow=6, momentum=3, vol_window=4)
+
+
+def closes(values):
+    state = None
+    for value in values:
+        state = remember_close(state, value, RULES)
+    return state
+
+
+def test_warm_up_holds_and_history_is_bounded():
+    assert vote(closes([1, 2, 3]), RULES)[0] == "HOLD"
+    assert len(closes(range(1, 100))) == RULES.history
+
+
+def test_uptrend_buys_downtrend_sells_and_disagreement_holds():
+    rng = np.random.default_rng(1)
+    up = 100 * np.cumprod(1 + 0.01 + 0.002 * rng.standard_normal(20))
+    action, confidence, rationale = vote(closes(up), RULES)
+    assert action == "BUY" and 0 < confidence <= 1 and "SMA3/SMA6" in rationale
+    assert vote(closes(up[::-1]), RULES)[0] == "SELL"
+    turning = list(up[:17]) + [up[13] * 0.97]  # trend still up, momentum down
+    assert vote(closes(turning), RULES)[0] == "HOLD"
+
+
+def test_signal_record_fits_the_schema():
+    bar = fixtures.bar()
+    record = signal_record(bar, "BUY", 0.5, "why", RULES)
+    assert validation_errors("AgentSignal", record) == [] and record["model_version"] == RULES.version
+    assert record["input_refs"] == ["bar:AAPL:1d:2001-02-05T00:00:00+00:00"]

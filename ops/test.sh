@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing (ops/bootstrap.sh), builds and runs the C++ tests
-# (ctest), then the whole pytest suite. Integration tests start the local stack (Kafka, Apicurio,
+# (ctest), checks the import contracts (lint-imports), then the whole pytest suite. Integration tests start the local stack (Kafka, Apicurio,
 # Postgres, Redis) themselves through the `local_stack` fixture and stop it at the end.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -11,4 +11,6 @@ if [ -f risk_core/CMakeLists.txt ]; then
   cmake --build build/risk_core -j 2 >/dev/null
   ctest --test-dir build/risk_core --output-on-failure
 fi
+# the layers run one way and nothing imports in a cycle (contracts in pyproject.toml)
+.venv/bin/lint-imports
 exec .venv/bin/python -m pytest "$@"

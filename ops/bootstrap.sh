@@ -40,8 +40,7 @@ ln -sfn "$VENV" "$ROOT/.venv"
 
 # The project itself: editable, so the checkout is the code; this compiles the Cython extension.
 stamp="$ROOT/.venv-installed"
-src_key=$(cd "$ROOT" && cat setup.py pyproject.toml risk_core/*.pyx risk_core/*.pxd risk_core/src/*.cpp risk_core/src/*.hpp \
-  risk_core/include/risk_core/*.hpp | sha256sum | cut -c1-16)
+src_key=$(bash "$ROOT/ops/source-key.sh" "$ROOT")
 # (the venv is shared by checkouts with the same requirements: reinstall when it points at another one)
 installed_from=$(cd / && "$VENV/bin/python" -c 'import os, streams; print(os.path.dirname(os.path.dirname(streams.__file__)))' 2>/dev/null || true)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$src_key:$VENV" ] || [ "$installed_from" != "$ROOT" ]; then

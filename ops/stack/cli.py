@@ -1,4 +1,4 @@
-"""`algo stack up|down|status`: the local stack (ops/stack.py) from the command line."""
+"""`algo stack up|down|status`: the local stack (ops/stack/services.py) from the command line."""
 from __future__ import annotations
 
 import json
@@ -55,7 +55,7 @@ def up_command(as_json: bool) -> None:
     click.echo("endpoints (also the defaults of these variables):")
     click.echo(f"  KAFKA_BOOTSTRAP={settings.kafka_bootstrap}")
     click.echo(f"  SCHEMA_REGISTRY_URL={settings.schema_registry_url}")
-    click.echo(f"  DATABASE_URL={local_stack._masked(settings.database_url)}")
+    click.echo(f"  DATABASE_URL={local_stack.masked(settings.database_url)}")
     click.echo(f"  REDIS_URL={settings.redis_url}")
 
 
@@ -74,7 +74,8 @@ def down_command(as_json: bool) -> None:
 @stack.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def status_command(as_json: bool) -> None:
-    """Each part's pid, health and endpoint (the JSON's "healthy" is true when every part answers)."""
+    """Each part's pid, health and endpoint (the JSON's "healthy" is true when every part answers).
+    Exits 1 when a part is not healthy, so scripts can wait on it."""
     settings = Settings.from_env()
     parts = local_stack.status(settings)
     healthy = all(part.healthy for part in parts)
@@ -83,3 +84,5 @@ def status_command(as_json: bool) -> None:
                                "parts": [part.as_dict() for part in parts]}))
     else:
         _table(parts, "local stack" + ("" if healthy else " (not all healthy: `algo stack up` starts the rest)"))
+    if not healthy:
+        raise SystemExit(1)

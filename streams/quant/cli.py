@@ -18,7 +18,8 @@ def _settings():
 
 def _load(csv_path: str | None, dataset: str | None, symbols: list[str], from_db: bool, interval: str | None):
     """(list of BarSeries, source label) from exactly one of --csv, --dataset, --from-db."""
-    from streams.market.datasets import load_csv, load_dataset, load_market_data, select_symbols
+    from streams.market.datasets import load_csv, load_dataset, select_symbols
+    from streams.market.store import load_market_data
 
     if sum(bool(x) for x in (csv_path, dataset, from_db)) > 1:
         raise click.UsageError("use one of --csv, --dataset and --from-db")
@@ -147,14 +148,15 @@ def evaluate(csv_path, dataset, from_db, interval, symbol, seeds, folds, train_f
 @quant.command("register")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 def register_command(directory):
-    """Register a saved model directory (model.zip + metadata.json) as the current version
+    """Register a saved model directory (model.safetensors + metadata.json) as the current version
     (an already registered one becomes current again: a rollback)."""
     from streams.quant import model as qm
 
     policy = qm.QuantPolicy.load(directory)
-    artifact = (Path(directory) / "model.zip").read_bytes()
+    artifact = qm.read_saved(directory)[1]
     if qm.version_of(artifact) != policy.version:
-        raise click.ClickException(f"{directory}: model.zip does not match its metadata's version {policy.version}")
+        raise click.ClickException(f"{directory}: {qm.WEIGHTS_FILE} does not match its metadata's version "
+                                   f"{policy.version}")
     click.echo(f"registered {qm.register(_settings(), artifact, policy.metadata)}")
 
 

@@ -1,17 +1,18 @@
 """The Quant policy: PPO training, the saved artifact with its metadata, inference, the registry.
 
-A trained policy is a stable-baselines3 zip plus a metadata dict (data range, features, env and
-costs, seed, hyper-parameters, metrics, library versions). Its version is content-addressed:
-`quant-ppo-<first 12 hex of the zip's sha256>`. `register` stores both in Postgres
-(sql/003_model_versions.sql); `fetch` loads the current (most recently registered) or a pinned version back.
+A trained policy is stored as its network's weights in safetensors (tensors only: loading them runs
+no code, unlike a stable-baselines3 zip, whose parts are pickles) plus a JSON metadata dict: the
+network's architecture and spaces (enough to rebuild it), data range, features, env and costs, seed,
+hyper-parameters, metrics, library versions. Its version is content-addressed:
+`quant-ppo-<first 12 hex of the weights' sha256>`. `register` stores both in Postgres
+(sql/003_model_versions.sql, sql/004_model_weights_safetensors.sql); `fetch` rebuilds the current (most
+recently registered) or a pinned version from them. Rows from before, SB3 zips, are never loaded.
 """
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import warnings
-import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime, timezone
@@ -25,6 +26,10 @@ from streams.quant.env import EnvConfig, MarketSeries, QuantTradingEnv
 from streams.quant.features import FeatureSpec
 
 MODEL = "quant"
+WEIGHTS_FORMAT = "safetensors"
+WEIGHTS_FILE = "model.safetensors"
+# activation functions a stored architecture may name (looked up here, never imported by name)
+_ACTIVATIONS = ("Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU")
 ACTIONS = {-1.0: "SELL", 0.0: "HOLD", 1.0: "BUY"}
 PPO_DEFAULTS: dict[str, Any] = {
     "learning_rate": 3e-4, "n_steps": 1024, "batch_size": 256, "n_epochs": 10, "gamma": 0.99,
@@ -81,11 +86,93 @@ def train_policy(series: list[MarketSeries], spec: FeatureSpec, config: EnvConfi
     return model
 
 
+def _space(space) -> dict:
+    import gymnasium as gym
+
+    if isinstance(space, gym.spaces.Box):
+        return {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype),
+                "low": space.low.tolist(), "high": space.high.tolist()}
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n)}
+    raise ModelError(f"cannot describe a {type(space).__name__} space")
+
+
+def _space_from(description: dict):
+    import gymnasium as gym
+
+    kind = description.get("type")
+    if kind == "Box":
+        return gym.spaces.Box(np.asarray(description["low"], dtype=description["dtype"]),
+                              np.asarray(description["high"], dtype=description["dtype"]),
+                              shape=tuple(description["shape"]), dtype=description["dtype"])
+    if kind == "Discrete":
+        return gym.spaces.Discrete(int(description["n"]))
+    raise ModelError(f"unknown space type {kind!r}")
+
+
+def architecture_of(network) -> dict:
+    """What rebuilds `network` (an SB3 ActorCriticPolicy) without its code: class, layers, spaces."""
+    arch = network.net_arch
+    return {"policy": "ActorCriticPolicy",
+            "net_arch": {"pi": list(arch["pi"]), "vf": list(arch["vf"])} if isinstance(arch, dict) else list(arch),
+            "activation": network.activation_fn.__name__,
+            "share_features_extractor": bool(network.share_features_extractor),
+            "observation_space": _space(network.observation_space), "action_space": _space(network.action_space)}
+
+
+def build_network(architecture: dict):
+    """A fresh ActorCriticPolicy of `architecture` (weights random until loaded)."""
+    import torch
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    try:
+        if architecture["policy"] != "ActorCriticPolicy":
+            raise ModelError(f"unknown policy class {architecture['policy']!r}")
+        if architecture["activation"] not in _ACTIVATIONS:
+            raise ModelError(f"unknown activation {architecture['activation']!r}")
+        network = ActorCriticPolicy(_space_from(architecture["observation_space"]),
+                                    _space_from(architecture["action_space"]), lr_schedule=lambda _: 0.0,
+                                    net_arch=architecture["net_arch"],
+                                    activation_fn=getattr(torch.nn, architecture["activation"]),
+                                    share_features_extractor=architecture["share_features_extractor"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelError(f"policy architecture {architecture!r} is incomplete or malformed ({error})") from error
+    network.set_training_mode(False)
+    return network
+
+
+def weights_bytes(network) -> bytes:
+    """The network's weights as safetensors bytes (deterministic for the same weights)."""
+    from safetensors.torch import save
+
+    return save({name: tensor.detach().cpu().contiguous().clone() for name, tensor in network.state_dict().items()},
+                metadata={"format": "algo-quant-policy"})
+
+
+def load_weights(network, weights: bytes, version: str) -> None:
+    """Load safetensors `weights` into `network`; anything else (a pickle, an SB3 zip) is refused
+    before a byte of it is interpreted as code."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    if weights[:2] == b"PK":
+        raise ModelError(f"model {version}: the weights are a zip (an SB3 artifact holding pickles), not safetensors; "
+                         "refused: retrain it with `algo quant train`")
+    try:
+        tensors = load(weights)
+    except (SafetensorError, ValueError, OverflowError) as error:
+        raise ModelError(f"model {version}: the weights are not a safetensors blob ({error}); refused") from error
+    try:
+        network.load_state_dict(tensors, strict=True)
+    except RuntimeError as error:
+        raise ModelError(f"model {version}: the weights do not fit the architecture in its metadata ({error})") from error
+
+
 @dataclass
 class QuantPolicy:
-    """A loaded policy and its metadata; inference on CPU."""
+    """A policy network (an SB3 ActorCriticPolicy) and its metadata; inference on CPU."""
 
-    model: Any
+    network: Any
     metadata: dict
 
     @property
@@ -108,27 +195,26 @@ class QuantPolicy:
     def from_model(cls, model, spec: FeatureSpec, config: EnvConfig, version: str | None = None) -> "QuantPolicy":
         """A just-trained model with the metadata inference needs (version: its artifact's, by default)."""
         version = version or version_of(artifact_bytes(model))
-        return cls(model, {"version": version, "features": spec.as_dict(), "env": config.as_dict()})
+        return cls(model.policy, {"version": version, "features": spec.as_dict(), "env": config.as_dict(),
+                                  "policy": architecture_of(model.policy)})
 
     @classmethod
     def from_artifact(cls, artifact: bytes, metadata: dict) -> "QuantPolicy":
-        from stable_baselines3 import PPO
-
+        """Rebuild the network from the architecture in `metadata` and load the safetensors `artifact`
+        into it: nothing from the stored row is unpickled or executed."""
         _torch()
-        try:
-            model = PPO.load(io.BytesIO(artifact), device="cpu")
-        except (zipfile.BadZipFile, ValueError, KeyError, RuntimeError) as error:
-            raise ModelError(f"model {metadata.get('version', '?')}: not a loadable PPO artifact ({error})") from error
-        return cls(model, metadata)
+        version = metadata.get("version", "?")
+        architecture = metadata.get("policy")
+        if not isinstance(architecture, dict):
+            raise ModelError(f"model {version}: no policy architecture in its metadata (saved before weights moved "
+                             "to safetensors): retrain it with `algo quant train`")
+        network = build_network(architecture)
+        load_weights(network, artifact, version)
+        return cls(network, metadata)
 
     @classmethod
     def load(cls, directory: str | Path) -> "QuantPolicy":
-        directory = Path(directory)
-        try:
-            metadata = json.loads((directory / "metadata.json").read_text())
-            artifact = (directory / "model.zip").read_bytes()
-        except FileNotFoundError as error:
-            raise ModelError(f"{directory}: not a saved model (need model.zip and metadata.json)") from error
+        metadata, artifact = read_saved(directory)
         return cls.from_artifact(artifact, metadata)
 
     def probabilities(self, observations: np.ndarray) -> np.ndarray:
@@ -136,7 +222,7 @@ class QuantPolicy:
         torch = _torch()
         obs = torch.as_tensor(np.asarray(observations, dtype=np.float32).reshape(-1, self.spec.size))
         with torch.no_grad():
-            return self.model.policy.get_distribution(obs).distribution.probs.numpy().astype(np.float64)
+            return self.network.get_distribution(obs).distribution.probs.numpy().astype(np.float64)
 
     def decide(self, features: np.ndarray, position: float) -> tuple[float, float, np.ndarray]:
         """(target sign, confidence = the chosen action's probability, all probabilities)."""
@@ -167,9 +253,8 @@ class QuantPolicy:
 
 
 def artifact_bytes(model) -> bytes:
-    buffer = io.BytesIO()
-    model.save(buffer)
-    return buffer.getvalue()
+    """What is stored and hashed for a trained model: its policy network's weights (safetensors)."""
+    return weights_bytes(model.policy)
 
 
 def version_of(artifact: bytes) -> str:
@@ -185,12 +270,13 @@ def library_versions() -> dict[str, str]:
             "gymnasium": gymnasium.__version__, "numpy": np.__version__}
 
 
-def build_metadata(*, artifact: bytes, seed: int, timesteps: int, hyperparameters: dict, spec: FeatureSpec,
-                   config: EnvConfig, source: str, symbols: list[str], start: str | None, end: str | None,
-                   bars: int, metrics: dict) -> dict:
+def build_metadata(*, artifact: bytes, architecture: dict, seed: int, timesteps: int, hyperparameters: dict,
+                   spec: FeatureSpec, config: EnvConfig, source: str, symbols: list[str], start: str | None,
+                   end: str | None, bars: int, metrics: dict) -> dict:
     return {
         "model": MODEL, "algorithm": "PPO", "version": version_of(artifact),
-        "artifact_sha256": hashlib.sha256(artifact).hexdigest(),
+        "artifact_format": WEIGHTS_FORMAT, "artifact_sha256": hashlib.sha256(artifact).hexdigest(),
+        "policy": architecture,
         "created_at": datetime.now(timezone.utc).isoformat(), "seed": seed, "timesteps": timesteps,
         "hyperparameters": effective_hyperparameters(timesteps, hyperparameters),
         "features": {**spec.as_dict(), "names": spec.names(), "warmup": spec.warmup},
@@ -201,10 +287,25 @@ def build_metadata(*, artifact: bytes, seed: int, timesteps: int, hyperparameter
 
 
 def save(directory: Path, artifact: bytes, metadata: dict) -> Path:
+    """<directory>/model.safetensors (the weights) and metadata.json (everything else)."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "model.zip").write_bytes(artifact)
+    (directory / WEIGHTS_FILE).write_bytes(artifact)
     (directory / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str))
     return directory
+
+
+def read_saved(directory: str | Path) -> tuple[dict, bytes]:
+    """The metadata and weights that `save` wrote."""
+    directory = Path(directory)
+    try:
+        metadata = json.loads((directory / "metadata.json").read_text())
+        artifact = (directory / WEIGHTS_FILE).read_bytes()
+    except FileNotFoundError as error:
+        old = " (model.zip is the old pickled format: retrain)" if (directory / "model.zip").exists() else ""
+        raise ModelError(f"{directory}: not a saved model (need {WEIGHTS_FILE} and metadata.json){old}") from error
+    except ValueError as error:
+        raise ModelError(f"{directory}/metadata.json is not JSON ({error})") from error
+    return metadata, artifact
 
 
 # --- the registry (Postgres) -------------------------------------------------------------------
@@ -241,13 +342,13 @@ def register(settings, artifact: bytes, metadata: dict) -> str:
     def work(conn):
         conn.execute(
             """INSERT INTO model_versions (model, version, algorithm, seed, data_source, data_start, data_end, bars,
-                   features, hyperparameters, metrics, metadata, artifact, artifact_sha256)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   features, hyperparameters, metrics, metadata, artifact, artifact_sha256, artifact_format)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (version) DO UPDATE SET registered_at = clock_timestamp()""",
             (metadata["model"], metadata["version"], metadata["algorithm"], metadata["seed"], data["source"],
              data["start"], data["end"], data["bars"], Jsonb(metadata["features"]),
              Jsonb(metadata["hyperparameters"]), Jsonb(metadata["metrics"]), Jsonb(metadata), artifact,
-             metadata["artifact_sha256"]))
+             metadata["artifact_sha256"], WEIGHTS_FORMAT))
         return metadata["version"]
 
     return _registry_call(settings, work)
@@ -257,10 +358,10 @@ def list_versions(settings, model: str = MODEL) -> list[dict]:
     def work(conn):
         rows = conn.execute(
             """SELECT version_id, version, registered_at, created_at, seed, data_source, data_start, data_end, bars,
-                      metrics, length(artifact)
+                      metrics, length(artifact), artifact_format
                FROM model_versions WHERE model = %s ORDER BY registered_at DESC, version_id DESC""", (model,)).fetchall()
         names = ("id", "version", "registered_at", "created_at", "seed", "data_source", "data_start", "data_end",
-                 "bars", "metrics", "artifact_bytes")
+                 "bars", "metrics", "artifact_bytes", "artifact_format")
         return [dict(zip(names, row)) for row in rows]
 
     return _registry_call(settings, work)
@@ -268,26 +369,31 @@ def list_versions(settings, model: str = MODEL) -> list[dict]:
 
 def current_version(settings, model: str = MODEL) -> str | None:
     def work(conn):
-        row = conn.execute("SELECT version FROM model_versions WHERE model = %s "
-                           "ORDER BY registered_at DESC, version_id DESC LIMIT 1", (model,)).fetchone()
+        row = conn.execute("SELECT version FROM model_versions WHERE model = %s AND artifact_format = %s "
+                           "ORDER BY registered_at DESC, version_id DESC LIMIT 1", (model, WEIGHTS_FORMAT)).fetchone()
         return row[0] if row else None
 
     return _registry_call(settings, work)
 
 
 def fetch(settings, version: str | None = None, model: str = MODEL) -> QuantPolicy | None:
-    """The pinned version (an error if unknown) or the current one (None if none is registered)."""
+    """The pinned version (an error if unknown) or the current one (None if none is registered),
+    rebuilt from its safetensors weights and JSON metadata; rows in the old pickled format are refused."""
     def work(conn):
         if version:
-            return conn.execute("SELECT metadata, artifact FROM model_versions WHERE version = %s",
+            return conn.execute("SELECT metadata, artifact, artifact_format FROM model_versions WHERE version = %s",
                                 (version,)).fetchone()
-        return conn.execute("SELECT metadata, artifact FROM model_versions WHERE model = %s "
-                            "ORDER BY registered_at DESC, version_id DESC LIMIT 1", (model,)).fetchone()
+        return conn.execute("SELECT metadata, artifact, artifact_format FROM model_versions "
+                            "WHERE model = %s AND artifact_format = %s "
+                            "ORDER BY registered_at DESC, version_id DESC LIMIT 1", (model, WEIGHTS_FORMAT)).fetchone()
 
     row = _registry_call(settings, work)
     if row is None:
         if version:
             raise ModelError(f"model version {version!r} is not registered; see `algo quant versions`")
         return None
-    metadata, artifact = row
+    metadata, artifact, artifact_format = row
+    if artifact_format != WEIGHTS_FORMAT:
+        raise ModelError(f"model {metadata.get('version', version)} is stored as {artifact_format} (pickled parts), "
+                         "which is never loaded: retrain it with `algo quant train`")
     return QuantPolicy.from_artifact(bytes(artifact), metadata)

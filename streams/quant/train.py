@@ -16,7 +16,7 @@ from streams.quant.features import FeatureSpec
 def train_and_register(settings, bars: list[BarSeries], source: str, *, timesteps: int, seed: int,
                        checkpoint_every: int = 0, out_dir: Path | None = None, register: bool = True,
                        progress_bar: bool = False) -> dict:
-    """Trains on every series with enough bars, saves model.zip + metadata.json (+ checkpoints) under
+    """Trains on every series with enough bars, saves model.safetensors + metadata.json (+ checkpoints) under
     `out_dir` (default $ALGO_MODEL_DIR/<version>), registers the version; returns a summary."""
     spec, config = FeatureSpec(), EnvConfig()
     series = [MarketSeries.build(b.symbol, b.open, b.close, spec) for b in bars]
@@ -41,7 +41,8 @@ def train_and_register(settings, bars: list[BarSeries], source: str, *, timestep
                                    "max_drawdown": stats.max_drawdown, "fills": stats.num_fills}
         used = [b for b in bars if b.symbol in in_sample]
         metadata = qm.build_metadata(
-            artifact=artifact, seed=seed, timesteps=timesteps, hyperparameters={}, spec=spec, config=config,
+            artifact=artifact, architecture=qm.architecture_of(model.policy), seed=seed, timesteps=timesteps,
+            hyperparameters={}, spec=spec, config=config,
             source=source, symbols=[b.symbol for b in used], start=str(min(b.dates[0] for b in used)),
             end=str(max(b.dates[-1] for b in used)), bars=sum(len(b) for b in used),
             metrics={"in_sample": in_sample, "note": "in-sample figures on the training data; "

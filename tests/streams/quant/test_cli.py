@@ -31,7 +31,7 @@ def test_train_without_registering_saves_the_model_its_metadata_and_checkpoints(
     assert not summary["registered"] and summary["symbols"] == ["BBB"] and summary["checkpoints"] == ["ppo_512_steps.zip"]
     metadata = json.loads((out / "metadata.json").read_text())
     assert metadata["data"]["end"].startswith("2006-06-30") and metadata["data"]["start"].startswith("2005-01-03")
-    assert metadata["version"] == summary["version"] and (out / "model.zip").stat().st_size > 10_000
+    assert metadata["version"] == summary["version"] and (out / "model.safetensors").stat().st_size > 10_000
     assert not list(tmp_path.glob(".training-*"))  # the scratch directory is gone
 
 
@@ -42,7 +42,7 @@ def test_registering_without_postgres_says_where_the_model_is_and_how_to_registe
         cli, ["quant", "train", "--csv", str(csv), "--timesteps", "256", "--checkpoint-every", "0", "--out", str(out)])
     assert result.exit_code == 1
     assert "cannot reach Postgres" in result.output and f"algo quant register {out}" in result.output
-    assert (out / "model.zip").exists()
+    assert (out / "model.safetensors").exists()
 
 
 def test_bad_arguments_get_one_line_explanations(tmp_path):

@@ -5,7 +5,8 @@ subscribe to consensus.decisions for one benchmark symbol, then publishes --deci
 ConsensusDecisions to Kafka at a steady --rate, each carrying its publish time (wall clock, ns) in
 its rationale. Every client notes the time each decision arrives; delivery latency is
 arrival - publish: Kafka produce (acks=all) -> broker -> the bridge's consumer -> Avro decode -> JSON
--> per-client queue -> websocket -> the client's event loop. Prints p50/p90/p99/max and writes
+-> per-client queue -> aiohttp's send_frame (the payload encoded once per event) -> the client's
+event loop. Prints p50/p90/p99/max and writes
 benchmarks/results/ws_fanout.json (--json prints that one object).
 
     .venv/bin/python benchmarks/ws_fanout.py                    # 500 clients, 300 decisions at 10/s
@@ -310,7 +311,8 @@ async def run(args) -> dict:
     result = {
         "benchmark": "ws_fanout",
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "load_avg_1m_at_end": round(os.getloadavg()[0], 2)},  # a shared machine's noise
         "clients": args.clients, "client_processes": args.procs, "decisions": published["published"],
         "rate_per_s": args.rate, "warmup": args.warmup,
         "connect_seconds": round(connect_s, 3),

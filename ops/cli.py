@@ -110,13 +110,18 @@ def worker(name: str, loglevel: str) -> None:
     """Run one agent (or all) as a Faust worker until stopped."""
     import importlib
 
-    os.environ["ALGO_WORKER"] = name
+    from streams.settings import configure
+
+    configure(worker=name)  # before the agent modules import streams.app, which names the Faust app from it
     for module in WORKERS[name]:
         importlib.import_module(module)
     from faust import Worker
 
     from ops.provision import ensure_changelog_topics
     from streams.app import app, settings
+
+    if settings.worker != name:
+        raise AlgoError(f"streams.app was imported before the worker was named: it runs as {settings.worker!r}")
 
     ensure_changelog_topics(settings, [(table.changelog_topic.topics[0], table.partitions or settings.topic_partitions)
                                        for table in app.tables.values()])

@@ -5,9 +5,17 @@ DEMO_QUANT) -> start the workers (bars, persistence, technical, quant, consensus
 (votes -> decisions -> verdicts -> orders -> fills) has gone quiet -> ask the Risk agent, over
 Kafka, for an SMA-crossover backtest of each symbol on the bars that landed -> summary -> stop the
 workers. Each run trades a fresh paper account (demo-<time>). The stack stays up (`algo stack down`).
+
+Ctrl-C (SIGINT) and SIGTERM stop the demo at any step: the workers and the bridge it started get
+SIGTERM (SIGKILL after STOP_TIMEOUT_S), so they leave their consumer groups and the next demo can
+reset them. The demo installs its own handlers because neither default is enough: a shell starts
+a background job with SIGINT ignored (Python then keeps ignoring it), and SIGTERM's default ends
+the process without running the `finally` that stops the workers (in sessions of their own, so a
+terminal's Ctrl-C does not reach them directly).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -25,18 +33,65 @@ DEMO_WORKERS = ("bars", "persistence", "technical", "quant", "consensus", "risk"
 # The demo's Quant policy when none is registered: PPO on S&P 500 index bars from 2014 on, i.e.
 # after the bundled stocks' 2000-2013 and never on the replayed symbols themselves.
 DEMO_QUANT = {"dataset": "sp500", "start": "2014-01-01", "timesteps": 30_000, "seed": 0}
+STOP_TIMEOUT_S = 10.0  # a worker's clean shutdown (leave the group, commit) takes a few seconds
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class DemoStopped(BaseException):
+    """SIGINT or SIGTERM reached the demo. A BaseException, like KeyboardInterrupt, so no
+    `except Exception` on the way swallows it; the `finally` blocks stop what was started."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stopped_by_signals():
+    """SIGINT and SIGTERM raise DemoStopped in the main thread while the demo runs, whatever
+    dispositions it inherited; the previous handlers come back after."""
+    def stop(signum, _frame):
+        raise DemoStopped(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """While the workers are being stopped, a second Ctrl-C must not cut the cleanup short: signals
+    are noted and DemoStopped is raised once the block is done."""
+    received: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, _frame: received.append(signum))
+                for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        raise DemoStopped(received[0])
 
 
 def start_workers(settings: Settings, names=DEMO_WORKERS, env: dict | None = None) -> list[subprocess.Popen]:
     log_dir = settings.run_dir / "workers"
     log_dir.mkdir(parents=True, exist_ok=True)
     processes = []
-    for name in names:
-        log = open(log_dir / f"{name}.log", "wb")  # one run per log, so readiness is this run's
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "ops.cli", "worker", name], stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {}), "ALGO_WORKER": name}, start_new_session=True,
-        ))
+    try:
+        for name in names:
+            log = open(log_dir / f"{name}.log", "wb")  # one run per log, so readiness is this run's
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "ops.cli", "worker", name], stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})}, start_new_session=True,
+            ))
+    except BaseException:  # stopped half way: the ones already started are ours to stop
+        with signals_deferred():
+            stop_workers(processes, STOP_TIMEOUT_S)
+        raise
     return processes
 
 
@@ -51,17 +106,21 @@ def start_bridge(settings: Settings, token: str, timeout: float = 60) -> tuple[s
                                    env={**os.environ, "ALGO_API_TOKEN": token}, start_new_session=True)
     base = f"http://{settings.bridge_host}:{settings.bridge_port}"
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return process, f"{base}/?token={token}"
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_workers([process])
-            raise AlgoError(f"the bridge did not start; see {log_dir / 'bridge.log'}")
-        time.sleep(0.3)
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return process, f"{base}/?token={token}"
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AlgoError(f"the bridge did not start; see {log_dir / 'bridge.log'}")
+            time.sleep(0.3)
+    except BaseException:  # did not start, or the demo was stopped while it started
+        with signals_deferred():
+            stop_workers([process], STOP_TIMEOUT_S)
+        raise
 
 
 def wait_ready(settings: Settings, processes: list[subprocess.Popen], names=DEMO_WORKERS, timeout: float = 300) -> None:
@@ -80,7 +139,7 @@ def wait_ready(settings: Settings, processes: list[subprocess.Popen], names=DEMO
         time.sleep(0.25)
 
 
-def stop_workers(processes: list[subprocess.Popen], timeout: float = 20) -> None:
+def stop_workers(processes: list[subprocess.Popen], timeout: float = STOP_TIMEOUT_S) -> None:
     for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -295,6 +354,19 @@ def signal_counts(settings: Settings, symbols: list[str]) -> dict[str, int]:
 
 def run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool = False,
              duration: float | None = None, speed: float = 0.0) -> dict:
+    """The demo (see the module's doc). Stopped by SIGINT or SIGTERM: the workers and the bridge are
+    stopped, one line says so on stderr, and SystemExit carries 128 + the signal's number."""
+    with stopped_by_signals():
+        try:
+            return _run_demo(settings, dataset, symbols, quiet, duration, speed)
+        except DemoStopped as stopped:
+            print(f"demo: stopped by {stopped}; the workers and the bridge it started are stopped, the stack stays up",
+                  file=sys.stderr, flush=True)
+            raise SystemExit(128 + stopped.signum) from None
+
+
+def _run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool, duration: float | None,
+              speed: float) -> dict:
     from ops.stack import services as stack
     from ops.provision import provision
     from streams.market.datasets import load_dataset
@@ -339,7 +411,8 @@ def run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool =
             say(f"keeping everything running until {duration:.0f} s have passed")
             time.sleep(duration - (time.perf_counter() - started))
     finally:
-        stop_workers(workers)
+        with signals_deferred():
+            stop_workers(workers)
     book, trading = trading_rows(settings, account)
     per_symbol = summary_rows(settings, names)
     for row in per_symbol:

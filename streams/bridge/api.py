@@ -7,14 +7,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 from aiohttp import WSMsgType, web
+from pydantic import TypeAdapter
 
 from streams.bridge.inputs import (
-    INTERVAL_PATTERN, LONG_MAX, MAX_BATCH, TIMESTAMP_PATTERN, MAX_EPOCH_MICROS, MAX_PRICE, MAX_SIZE, MIN_EPOCH_MICROS, SYMBOL_PATTERN,
-    InputError, parse_json, parse_news, parse_ticks, query_int, query_interval, query_symbol, query_text,
+    INTERVAL_PATTERN, InputError, parse_json, parse_news, parse_ticks, query_int, query_interval, query_symbol, query_text,
 )
+from streams.bridge.models import Symbol, bounded_text, component_schemas
 from streams.bridge.metrics import BridgeMetrics
 from streams.bridge.publish import Publisher, PublishUnavailable
 from streams.resources import static_dir
@@ -112,6 +112,7 @@ async def openapi(request: web.Request) -> web.Response:
 async def dashboard(request: web.Request) -> web.Response:
     return web.FileResponse(STATIC_DIR / "index.html", headers={
         "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache",
+        "Referrer-Policy": "no-referrer",  # the page's URL carries ?token=: not in what it loads
         "Content-Security-Policy": "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
                                    "style-src 'self'; script-src 'self'; base-uri 'none'; frame-ancestors 'none'",
     })
@@ -140,8 +141,8 @@ async def _publish(request: web.Request, topic: str, records: list[dict], key_fi
     except CodecError as error:  # validation should have caught it; still the client's data
         bridge.metrics.rejected.labels(topic, "400").inc()
         return error_response(400, f"invalid {what}", str(error))
-    except PublishUnavailable as error:
-        return error_response(503, "Kafka unavailable", str(error), headers={"Retry-After": "5"})
+    except PublishUnavailable as error:  # names the service: Kafka or the schema registry
+        return error_response(503, f"{error.service} unavailable", str(error), headers={"Retry-After": "5"})
     bridge.metrics.published.labels(topic).inc(len(delivered))
     return json_response({"accepted": len(delivered), "topic": topic,
                           "deliveries": [{"key": d.key, "partition": d.partition, "offset": d.offset}
@@ -286,9 +287,6 @@ def add_routes(app: web.Application) -> None:
 
 # --- OpenAPI ----------------------------------------------------------------------------------------------
 
-_NO_NUL = "^[^\\u0000]*$"
-
-
 def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -304,59 +302,15 @@ def _errors(*codes: int) -> dict:
     return {str(code): _json(_ref("Error"), text[code]) for code in codes}
 
 
-def _nullable(schema: dict) -> dict:
-    kind = schema.get("type")
-    return {**schema, "type": [kind, "null"]} if isinstance(kind, str) else {"anyOf": [schema, {"type": "null"}]}
-
-
-def _number(**extra) -> dict:
-    return {"type": "number", **extra}
-
-
-def _timestamp_schema() -> dict:
-    return {"oneOf": [
-        {"type": "string", "format": "date-time", "pattern": TIMESTAMP_PATTERN,
-         "description": "ISO 8601 / RFC 3339 (no zone means UTC), years 1000 to 8999"},
-        {"type": "integer", "minimum": MIN_EPOCH_MICROS, "maximum": MAX_EPOCH_MICROS,
-         "description": "microseconds since 1970-01-01T00:00:00Z"},
-    ]}
-
-
 def _text_schema(max_len: int, min_len: int = 1) -> dict:
-    return {"type": "string", "minLength": min_len, "maxLength": max_len, "pattern": _NO_NUL}
+    return TypeAdapter(bounded_text(max_len, min_len)).json_schema()
 
 
 def _symbol_schema() -> dict:
-    return {"type": "string", "pattern": SYMBOL_PATTERN, "example": "AAPL"}
+    return TypeAdapter(Symbol).json_schema()
 
 
 def _schemas() -> dict:
-    tick = {
-        "type": "object", "additionalProperties": False, "required": ["symbol", "ts", "price", "size"],
-        "properties": {
-            "symbol": _symbol_schema(),
-            "ts": _timestamp_schema(),
-            "price": _number(exclusiveMinimum=0, exclusiveMaximum=MAX_PRICE),
-            "size": _number(minimum=0, exclusiveMaximum=MAX_SIZE),
-            "source": {**_text_schema(64), "default": "bridge"},
-            "seq": {"type": "integer", "minimum": -1, "maximum": LONG_MAX, "default": -1,
-                    "description": "increasing per source for de-duplication by the bars agent; -1: none"},
-        },
-        "example": {"symbol": "AAPL", "ts": "2013-03-01T14:30:00Z", "price": 438.0, "size": 100.0},
-    }
-    news = {
-        "type": "object", "additionalProperties": False, "required": ["ts", "headline"],
-        "properties": {
-            "id": {**_text_schema(128), "description": "default: a new UUID"},
-            "ts": _timestamp_schema(),
-            "source": {**_text_schema(64), "default": "bridge"},
-            "headline": _text_schema(1000),
-            "body": {**_text_schema(100_000, 0), "default": ""},
-            "symbols": {"type": "array", "maxItems": 100, "items": _symbol_schema(), "default": []},
-            "url": _nullable(_text_schema(2048)),
-        },
-        "example": {"ts": "2013-03-01T12:00:00Z", "headline": "Apple beats estimates", "symbols": ["AAPL"]},
-    }
     problem = {"type": "object", "properties": {"field": {"type": ["string", "null"]}, "problem": {"type": "string"}},
                "required": ["field", "problem"]}
     num, text, ts = {"type": ["number", "null"]}, {"type": "string"}, {"type": "string", "format": "date-time"}
@@ -365,11 +319,7 @@ def _schemas() -> dict:
         "Error": {"type": "object", "required": ["error"], "properties": {
             "error": text, "field": {"type": ["string", "null"]}, "problem": {"type": ["string", "null"]},
             "errors": {"type": "array", "items": problem}}},
-        "Tick": tick,
-        "TickBody": {"oneOf": [_ref("Tick"), {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": _ref("Tick")}]},
-        "NewsItem": news,
-        "NewsBody": {"oneOf": [_ref("NewsItem"),
-                               {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": _ref("NewsItem")}]},
+        **component_schemas(),  # Tick, TickBody, NewsItem, NewsBody: from the pydantic models
         "Published": {"type": "object", "required": ["accepted", "topic", "deliveries"], "properties": {
             "accepted": {"type": "integer", "minimum": 1}, "topic": text,
             "deliveries": {"type": "array", "items": {"type": "object", "required": ["key", "partition", "offset"],

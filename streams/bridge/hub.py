@@ -6,7 +6,7 @@
   its `subscribed` reply sees every message published after it.
 - Each message is decoded once with the topic's Avro codec and serialised to JSON once:
   `{"type": "event", "id", "topic", "key", "partition", "offset", "timestamp", "value"}`; the same
-  text goes to every client that wants it.
+  UTF-8 payload goes to every client that wants it, as a text frame written by aiohttp (send_frame).
 - Event ids increase monotonically, also across restarts (they start at the start time in
   microseconds). The last `ring_size` events of each topic stay in memory; a client subscribing with
   `"since": <id>` first gets the buffered events after that id (and a `gap` notice when some were
@@ -29,7 +29,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
-from streams.bridge.inputs import SYMBOL_RE
+from aiohttp import WSMsgType
+from tenacity import (
+    AsyncRetrying, RetryCallState, retry_if_exception_type, retry_if_not_exception_type, wait_exponential,
+)
+
+from streams.bridge.models import SYMBOL_RE
 from streams.bridge.metrics import BridgeMetrics
 from streams.bus.codecs import CodecRegistry
 from streams.errors import AlgoError, CodecError
@@ -47,6 +52,10 @@ class HubUnavailable(AlgoError):
     """Kafka (or a topic) is not reachable, so a subscription cannot be served now."""
 
 
+class _SessionLost(Exception):
+    """A consumer session that had connected failed: reconnect with a fresh backoff."""
+
+
 class CommandError(AlgoError):
     """A websocket client sent something that is not a valid command."""
 
@@ -57,27 +66,10 @@ class Event:
     topic: str
     symbols: frozenset[str] | None  # what the event is about; None when it carries no symbol
     text: str                       # the JSON sent to clients
-    _frame: bytes | None = field(default=None, repr=False)
+    payload: bytes = field(init=False, repr=False)  # `text` as UTF-8, encoded once for every client
 
-    @property
-    def frame(self) -> bytes:
-        """The whole websocket text frame (server to client: unmasked, uncompressed), built once and
-        written as is to every client whose socket is keeping up."""
-        if self._frame is None:
-            self._frame = text_frame(self.text.encode())
-        return self._frame
-
-
-def text_frame(payload: bytes) -> bytes:
-    """RFC 6455 section 5.2: FIN + text opcode, no mask, 7/16/64-bit length."""
-    n = len(payload)
-    if n < 126:
-        header = bytes((0x81, n))
-    elif n < 65536:
-        header = bytes((0x81, 126)) + n.to_bytes(2, "big")
-    else:
-        header = bytes((0x81, 127)) + n.to_bytes(8, "big")
-    return header + payload
+    def __post_init__(self) -> None:
+        self.payload = self.text.encode()
 
 
 @dataclass(frozen=True)
@@ -122,7 +114,7 @@ def parse_command(text: str | bytes) -> Command:
         if not isinstance(symbols, list) or len(symbols) > MAX_SYMBOLS_PER_SUBSCRIPTION:
             raise CommandError(f"symbols: a list of at most {MAX_SYMBOLS_PER_SUBSCRIPTION} symbols")
         for s in symbols:
-            if not isinstance(s, str) or not SYMBOL_RE.match(s):
+            if not isinstance(s, str) or not SYMBOL_RE.fullmatch(s):
                 raise CommandError(f"symbols: {str(s)[:40]!r} is not a symbol (1-32 of A-Z a-z 0-9 . ^ = : / _ -)")
         symbol_set = frozenset(symbols)
     since = data.get("since")
@@ -169,23 +161,31 @@ def _control(kind: str, **fields) -> Event:
     return Event(0, "", None, dumps({"type": kind, **fields}))
 
 
-class Client:
-    """One websocket connection: its filters, its bounded queue and the task that drains it.
+# Frames up to this size are written inline by the hub's flusher when a client's socket has nothing
+# buffered: asyncio pauses a transport only above 64 KiB buffered, so such a send never waits.
+INLINE_FRAME_BYTES = 16 * 1024
 
-    Fast path: while a client's queue is empty and its socket's write buffer is empty, a live event's
-    pre-built frame is written straight to the transport (one write, so it never interleaves with
-    aiohttp's own frames, and in order, since nothing is queued ahead of it). Otherwise the event
-    joins the queue and the writer task sends it with aiohttp's flow control."""
+
+class Client:
+    """One websocket connection: its filters and its bounded queue of events to send.
+
+    Events are sent with aiohttp's `send_frame` (each event's payload encoded once, for every
+    client). While a client keeps up (nothing buffered on its socket), the hub's flusher sends its
+    queue inline, one pass over every ready client per batch of events, so a fan-out to many clients
+    wakes one task, not one per client. A client whose socket has data buffered gets a writer task of
+    its own, which waits on aiohttp's flow control while its queue fills; a full queue gets it
+    dropped (see StreamHub._drop_slow), so nobody else waits for it."""
 
     def __init__(self, ws, hub: "StreamHub", queue_size: int, peer: str = "", transport=None) -> None:
         self.ws = ws
         self.hub = hub
-        self.transport = transport
+        self.transport = transport  # asyncio's, only to see whether the peer keeps up
         self.queue_size = queue_size
         self.peer = peer
         self.filters: dict[str, frozenset[str] | None] = {}
         self.pending: collections.deque[tuple[Event, float]] = collections.deque()
         self.closed = False
+        self.writing = False  # the writer task owns the queue until it is empty
         self.sent = 0
         self._wake = asyncio.Event()
         self.task: asyncio.Task | None = None
@@ -194,24 +194,15 @@ class Client:
         self.task = asyncio.get_running_loop().create_task(self._writer(), name=f"ws-writer {self.peer}")
 
     def offer(self, event: Event, received: float, *, force: bool = False) -> bool:
-        """Sends or queues an event; False when the queue is full (the client is too slow). `force`:
-        control messages and replays, bounded by the rings, go in regardless."""
+        """Queues an event; False when the queue is full (the client is too slow). `force`: control
+        messages and replays, bounded by the rings, go in regardless."""
         if self.closed:
-            return True
-        transport = self.transport
-        if (event.id and not self.pending and transport is not None and not transport.is_closing()
-                and transport.get_write_buffer_size() == 0):
-            transport.write(event.frame)
-            self.sent += 1
-            metrics = self.hub.metrics
-            if metrics is not None:
-                metrics.ws_sent.inc()
-                metrics.fanout_seconds.observe(time.perf_counter() - received)
             return True
         if not force and len(self.pending) >= self.queue_size:
             return False
         self.pending.append((event, received))
-        self._wake.set()
+        if not self.writing:
+            self.hub._ready(self)
         return True
 
     def wants(self, event: Event) -> bool:
@@ -220,21 +211,48 @@ class Client:
         wanted = self.filters[event.topic]
         return wanted is None or event.symbols is None or not wanted.isdisjoint(event.symbols)
 
-    async def _writer(self) -> None:
+    def _keeping_up(self, event: Event) -> bool:
+        transport = self.transport
+        return (transport is not None and not transport.is_closing() and transport.get_write_buffer_size() == 0
+                and len(event.payload) <= INLINE_FRAME_BYTES)
+
+    async def flush(self) -> None:
+        """Sends the queue inline while the socket keeps up; hands the rest to the writer task."""
+        pending = self.pending
+        try:
+            while pending and not self.closed and not self.writing:
+                event, received = pending[0]
+                if not self._keeping_up(event):
+                    self.writing = True
+                    self._wake.set()
+                    return
+                pending.popleft()
+                await self.ws.send_frame(event.payload, WSMsgType.TEXT)  # does not wait: see INLINE_FRAME_BYTES
+                self._sent(event, received)
+        except Exception as error:  # the peer went away mid-send; the reader side cleans up
+            log.debug("websocket %s: send failed: %s", self.peer, error)
+            self.closed = True
+
+    def _sent(self, event: Event, received: float) -> None:
+        self.sent += 1
         metrics = self.hub.metrics
+        if metrics is not None:
+            metrics.ws_sent.inc()
+            if event.id:
+                metrics.fanout_seconds.observe(time.perf_counter() - received)
+
+    async def _writer(self) -> None:
+        pending = self.pending
         try:
             while not self.closed:
-                if not self.pending:
+                if not self.writing or not pending:
+                    self.writing = False
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                event, received = self.pending.popleft()
-                await self.ws.send_str(event.text)
-                self.sent += 1
-                if metrics is not None:
-                    metrics.ws_sent.inc()
-                    if event.id:
-                        metrics.fanout_seconds.observe(time.perf_counter() - received)
+                event, received = pending.popleft()
+                await self.ws.send_frame(event.payload, WSMsgType.TEXT)  # waits while the peer is not reading
+                self._sent(event, received)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the peer went away mid-send; the reader side cleans up
@@ -292,6 +310,9 @@ class StreamHub:
         self._wakeup = asyncio.Event()
         self.last_error: str | None = None
         self._stopping = False
+        self._to_flush: dict[Client, None] = {}  # clients with queued events, in order
+        self._flush_wake = asyncio.Event()
+        self._flusher: asyncio.Task | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -304,6 +325,9 @@ class StreamHub:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._flusher is not None:
+            self._tasks.append(self._flusher)
+            self._flusher = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -320,9 +344,27 @@ class StreamHub:
 
     # --- clients ------------------------------------------------------------------------------------------
 
+    def _ready(self, client: Client) -> None:
+        """`client` has events queued: the flusher sends them on its next pass."""
+        self._to_flush[client] = None
+        self._flush_wake.set()
+        if self._flusher is None and not self._stopping:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_forever(), name="ws-flusher")
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._flush_wake.wait()
+            self._flush_wake.clear()
+            await self._flush_ready()
+
+    async def _flush_ready(self) -> None:
+        ready, self._to_flush = self._to_flush, {}
+        for client in ready:
+            await client.flush()
+
     def attach(self, ws, peer: str = "", transport=None) -> Client:
-        """A new client on websocket `ws`; `transport` (the connection's asyncio transport) enables the
-        direct-write fast path."""
+        """A new client on websocket `ws` (an aiohttp WebSocketResponse, prepared); `transport`, the
+        connection's, tells the flusher whether the client keeps up (without it, the writer task sends)."""
         if len(self.clients) >= self.max_clients:
             raise HubUnavailable(f"too many websocket clients (limit {self.max_clients})")
         client = Client(ws, self, self.queue_size, peer, transport)
@@ -502,50 +544,65 @@ class StreamHub:
         return sorted(info.partitions)
 
     async def _consume_forever(self) -> None:
+        """Consumes until stopped. Failing to connect is retried with backoff (0.5 s doubling up to
+        10 s); a session that had connected and then failed reconnects at once, with a fresh backoff."""
+        while not self._stopping:
+            retrying = AsyncRetrying(
+                retry=retry_if_exception_type(Exception) & retry_if_not_exception_type(_SessionLost),
+                wait=wait_exponential(multiplier=0.5, min=0.5, max=10), before_sleep=self._log_retry)
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        await self._consume_session()
+            except _SessionLost as lost:
+                log.warning("bridge consumer: %s; reconnecting", lost)
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        log.warning("bridge consumer: %s; retrying in %.1f s", self.last_error, state.upcoming_sleep)
+
+    async def _consume_session(self) -> None:
+        """One consumer, from connecting until it fails (it never returns otherwise)."""
         from aiokafka import AIOKafkaConsumer
 
-        backoff = 0.5
-        while not self._stopping:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.settings.kafka_config()["bootstrap.servers"], group_id=None,
-                enable_auto_commit=False, auto_offset_reset="latest", fetch_max_wait_ms=100,
-                max_partition_fetch_bytes=1 << 20, client_id=f"{self.settings.app_id}-bridge")
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_config()["bootstrap.servers"], group_id=None,
+            enable_auto_commit=False, auto_offset_reset="latest", fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=1 << 20, client_id=f"{self.settings.app_id}-bridge")
+        connected = False
+        try:
+            await consumer.start()
+            connected = True
+            self.connected.set()
+            self.last_error = None
+            if self._positions:  # after a reconnect: carry on where we were
+                consumer.assign(list(self._positions))
+                for tp, position in self._positions.items():
+                    consumer.seek(tp, position)
+            while True:
+                if self._pending:
+                    await self._activate(consumer)
+                if not self._positions:  # nothing asked for yet: wait for a first subscription
+                    self._wakeup.clear()
+                    if not self._pending:
+                        try:
+                            await asyncio.wait_for(self._wakeup.wait(), 5.0)
+                        except asyncio.TimeoutError:
+                            pass
+                    continue
+                batches = await consumer.getmany(timeout_ms=100, max_records=2000)
+                if batches:
+                    await self._dispatch(batches)
+        except Exception as error:
+            self.last_error = f"{type(error).__name__}: {error}"
+            if connected:
+                raise _SessionLost(self.last_error) from error
+            raise
+        finally:
+            self.connected.clear()
             try:
-                await consumer.start()
-                self.connected.set()
-                self.last_error = None
-                backoff = 0.5
-                if self._positions:  # after a reconnect: carry on where we were
-                    consumer.assign(list(self._positions))
-                    for tp, position in self._positions.items():
-                        consumer.seek(tp, position)
-                while True:
-                    if self._pending:
-                        await self._activate(consumer)
-                    if not self._positions:  # nothing asked for yet: wait for a first subscription
-                        self._wakeup.clear()
-                        if not self._pending:
-                            try:
-                                await asyncio.wait_for(self._wakeup.wait(), 5.0)
-                            except asyncio.TimeoutError:
-                                pass
-                        continue
-                    batches = await consumer.getmany(timeout_ms=100, max_records=2000)
-                    if batches:
-                        await self._dispatch(batches)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                self.last_error = f"{type(error).__name__}: {error}"
-                log.warning("bridge consumer: %s; retrying in %.1f s", self.last_error, backoff)
-            finally:
-                self.connected.clear()
-                try:
-                    await consumer.stop()
-                except Exception:
-                    pass
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 10.0)
+                await consumer.stop()
+            except Exception:
+                pass
 
     async def _activate(self, consumer) -> None:
         from aiokafka import TopicPartition
@@ -601,6 +658,9 @@ class StreamHub:
                 if error is not None:
                     self.metrics.decode_errors.labels(topic).inc()
             self.emit(topic, key, partition, offset, timestamp, value, error, received)
+            # sent before the next one is queued: a batch larger than a client's queue must not
+            # look like a slow client
+            await self._flush_ready()
 
     def _decode(self, batches: dict) -> list[tuple]:
         out = []

@@ -12,15 +12,28 @@ import threading
 from dataclasses import dataclass
 from typing import Mapping
 
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_fixed
+
 from streams.bus.codecs import CodecRegistry
-from streams.errors import AlgoError, CodecError, RegistryError
+from streams.errors import CodecError, RegistryError, ServiceUnavailable
+from streams.outages import KAFKA, REGISTRY
 from streams.settings import Settings
 
 log = logging.getLogger("algo.bridge.publish")
 
+# produce() raises BufferError while librdkafka's local queue is full: up to 1 s of short waits
+_QUEUE_FULL_RETRIES = AsyncRetrying(retry=retry_if_exception_type(BufferError), stop=stop_after_attempt(50),
+                                    wait=wait_fixed(0.02), reraise=True)
 
-class PublishUnavailable(AlgoError):
-    """Kafka or the registry could not take the messages now (the client may retry)."""
+
+class PublishUnavailable(ServiceUnavailable):
+    """Kafka or the registry could not take the messages now (the client may retry); `service` names which."""
+
+    def __init__(self, detail: str, service: str = KAFKA) -> None:
+        super().__init__(service, detail)
+
+    def __reduce__(self):
+        return type(self), (self.detail, self.service)
 
 
 @dataclass(frozen=True)
@@ -70,10 +83,10 @@ class Publisher:
         codec = self.codecs.for_topic(topic)
         try:
             values = await asyncio.to_thread(lambda: [codec.encode(record) for _, record in items])
-        except RegistryError as error:
-            raise PublishUnavailable(str(error)) from error
-        except CodecError:
-            raise
+        except ServiceUnavailable as error:  # unreachable, timed out, 5xx
+            raise PublishUnavailable(error.detail, error.service) from error
+        except RegistryError as error:  # it answers but refuses the subject: not provisioned
+            raise PublishUnavailable(str(error), REGISTRY) from error
         producer = await asyncio.to_thread(self._ensure_producer)
         loop = asyncio.get_running_loop()
         target = self.topic_map.get(topic, topic)
@@ -86,15 +99,13 @@ class Publisher:
         for (key, _), value in zip(items, values):
             future = loop.create_future()
             futures.append(future)
-            for attempt in range(50):
-                try:
-                    producer.produce(target, key=key.encode(), value=value,
-                                     on_delivery=lambda e, m, f=future: on_delivery(f, e, m))
-                    break
-                except BufferError:  # local queue full: let deliveries drain
-                    await asyncio.sleep(0.02)
-            else:
-                raise PublishUnavailable("the producer's queue stays full; retry later")
+            try:
+                async for attempt in _QUEUE_FULL_RETRIES.copy():  # local queue full: let deliveries drain
+                    with attempt:
+                        producer.produce(target, key=key.encode(), value=value,
+                                         on_delivery=lambda e, m, f=future: on_delivery(f, e, m))
+            except BufferError:
+                raise PublishUnavailable("the producer's queue stays full; retry later") from None
         try:
             results = await asyncio.wait_for(asyncio.gather(*futures), self.delivery_timeout_s + 5)
         except asyncio.TimeoutError:

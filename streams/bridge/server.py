@@ -1,14 +1,15 @@
 """`algo bridge`: the aiohttp bridge between the pipeline and people or programs.
 
-- REST under /v1/: publish ticks and news (Avro-validated, 400 naming the field, 413 above the body
-  limit), read decisions, bars, positions, PnL and agents; `/healthz`, `/readyz`, `/metrics`,
+- REST under /v1/: publish ticks and news (validated by the pydantic models of streams.bridge.models,
+  which a test holds to the Avro schemas; 400 naming the field, 413 above the body limit), read decisions, bars, positions, PnL and agents; `/healthz`, `/readyz`, `/metrics`,
   `/openapi.json` (OpenAPI 3.1), the dashboard at `/`.
 - Websocket `/v1/stream`: subscribe to topics and symbols, receive decoded events as JSON as they
   happen, resume with `since` (see streams.bridge.hub).
 - Auth: everything under /v1/ needs `Authorization: Bearer <ALGO_API_TOKEN>`; the websocket also
   takes `?token=` (browsers cannot set headers on websockets). With no token configured those routes
   answer 503 "no API token configured"; `algo bridge` (run_bridge) instead generates a random token
-  at start and prints it with the dashboard URL. Health, readiness, metrics, the OpenAPI document and
+  at start and prints it with the dashboard URL. A configured token is never printed, and the access
+  log (--access-log) shows `token=***`. Health, readiness, metrics, the OpenAPI document and
   the dashboard's static files are open.
 - Origins: a websocket upgrade carrying an Origin header is accepted when it is the bridge's own
   origin (same host:port) or listed in ALGO_ALLOWED_ORIGINS (`*` allows any); others get 403. REST
@@ -20,11 +21,13 @@ import asyncio
 import dataclasses
 import hmac
 import logging
+import re
 import secrets
 import time
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.web_log import AccessLogger
 
 from streams.bridge.api import BRIDGE, Bridge, add_routes, error_response, unknown_query_parameter
 from streams.bridge.metrics import BridgeMetrics
@@ -35,6 +38,7 @@ from streams.errors import AlgoError
 from streams.settings import Settings
 
 log = logging.getLogger("algo.bridge")
+ACCESS_LOG = logging.getLogger("algo.bridge.access")
 
 MAX_BODY_BYTES = 1 << 20          # 1 MiB: POST bodies above get 413
 PROTECTED_PREFIX = "/v1/"
@@ -158,6 +162,28 @@ async def security_middleware(request: web.Request, handler):
     return response
 
 
+TOKEN_IN_URL = re.compile(r"(?i)((?:^|[?&;])token=)[^&;#\s\"]*")
+
+
+def scrub_token(text: str) -> str:
+    """`...?token=abc&x=1` -> `...?token=***&x=1`: URLs with the API token are safe to log."""
+    return TOKEN_IN_URL.sub(r"\1***", text)
+
+
+class TokenScrubbingAccessLogger(AccessLogger):
+    """aiohttp's access log without token values: the websocket and the dashboard take `?token=`,
+    and the dashboard's URL comes back in the Referer of what the page loads."""
+
+    def _format_line(self, request, response, time):
+        return [(key, scrub_token(value) if isinstance(value, str) else value)
+                for key, value in super()._format_line(request, response, time)]
+
+
+def access_log_options(enabled: bool) -> dict:
+    """What run_app / AppRunner take for the access log (off unless asked for; never with tokens)."""
+    return {"access_log": ACCESS_LOG if enabled else None, "access_log_class": TokenScrubbingAccessLogger}
+
+
 def create_app(
     settings: Settings,
     *,
@@ -207,10 +233,13 @@ def with_token(settings: Settings) -> tuple[Settings, bool]:
     return dataclasses.replace(settings, api_token=secrets.token_urlsafe(24)), True
 
 
-def dashboard_url(settings: Settings, host: str | None = None, port: int | None = None) -> str:
+def dashboard_url(settings: Settings, host: str | None = None, port: int | None = None, *,
+                  show_token: bool = True) -> str:
+    """The dashboard's URL; with show_token=False the token stays out (a placeholder names the variable)."""
     host = host or settings.bridge_host
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    return f"http://{shown}:{port or settings.bridge_port}/?token={settings.api_token}"
+    token = settings.api_token if show_token else "$ALGO_API_TOKEN"
+    return f"http://{shown}:{port or settings.bridge_port}/?token={token}"
 
 
 def run_bridge(settings: Settings, *, host: str | None = None, port: int | None = None,
@@ -227,11 +256,12 @@ def run_bridge(settings: Settings, *, host: str | None = None, port: int | None 
     if generated:
         echo("bridge: ALGO_API_TOKEN is not set; generated a token for this run:")
         echo(f"  {settings.api_token}")
-    echo(f"bridge: dashboard {dashboard_url(settings, host, port)}")
+    # a configured token is the user's already: it stays out of the output (often a log file)
+    echo(f"bridge: dashboard {dashboard_url(settings, host, port, show_token=generated)}")
     echo(f"bridge: REST http://{host}:{port}/v1/ (OpenAPI at /openapi.json), websocket ws://{host}:{port}{STREAM_PATH}")
     try:
-        web.run_app(app, host=host, port=port, access_log=log if access_log else None, print=None,
-                    handle_signals=True, shutdown_timeout=5)
+        web.run_app(app, host=host, port=port, print=None, handle_signals=True, shutdown_timeout=5,
+                    **access_log_options(access_log))
     except OSError as error:
         raise AlgoError(f"cannot listen on {host}:{port}: {error.strerror or error}; is another bridge running? "
                         "(choose another with --port or BRIDGE_PORT)") from None

@@ -1,36 +1,41 @@
 """The paper broker, as pure functions: approved verdicts become orders, orders fill at the open
 of the first bar after the decision, with the backtester's cost model (risk_core/README.md):
 buy at open x (1 + slippage), sell at open x (1 - slippage), fee = quantity x fill price x fee rate.
-The book (cash, positions, PnL) follows the fills through streams.risk.rules.apply_fill.
+The book (cash, positions, PnL) follows the fills through streams.broker.book.
 """
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Mapping
 
+from streams.broker.book import apply_fill
+from streams.bus.ids import derived_id, remember_id
 from streams.market.bars import from_micros, to_micros
-from streams.errors import ConfigError
-from streams.risk.rules import equity
+from streams.settings import BrokerSettings  # defined with the one Settings (settings.broker)
 
 RECENT_BARS = 64
+FILL_IDS = "fill_ids"  # the book's recent fill ids, kept in the book itself (see book_fill)
 
 
-@dataclass(frozen=True)
-class BrokerSettings:
-    account: str = "paper"
-    fee_bps: float = 1.0
-    slippage_bps: float = 1.0
+def order_id_for(decision_id: str, account: str) -> str:
+    return derived_id("order", decision_id, account)
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "BrokerSettings":
-        try:
-            return cls(account=env.get("RISK_ACCOUNT", cls.account),
-                       fee_bps=float(env.get("BROKER_FEE_BPS", cls.fee_bps)),
-                       slippage_bps=float(env.get("BROKER_SLIPPAGE_BPS", cls.slippage_bps)))
-        except ValueError as error:
-            raise ConfigError(f"BROKER_FEE_BPS / BROKER_SLIPPAGE_BPS must be numbers ({error})") from None
+
+def fill_id_for(order_id: str) -> str:
+    return derived_id("fill", order_id)
+
+
+def book_fill(book: dict, fill: dict) -> dict | None:
+    """The book after `fill`, or None when this book has applied it already (a fill re-read or
+    re-made after a restart). The fill's id is remembered in the same dict, one table write."""
+    marked = remember_id(book, FILL_IDS, fill["fill_id"])
+    return None if marked is None else apply_fill(marked, fill)
+
+
+def already_placed(order: dict, open_orders: list[dict] | None, book: dict) -> bool:
+    """True when the broker has taken this order before: it is still open, or its fill is in the
+    book. Asked of the state the order changed, so the answer cannot disagree with it after a crash."""
+    return (any(o["order_id"] == order["order_id"] for o in open_orders or ())
+            or fill_id_for(order["order_id"]) in (book.get(FILL_IDS) or ()))
 
 
 def order_from_verdict(verdict: dict, account: str) -> dict | None:
@@ -38,7 +43,9 @@ def order_from_verdict(verdict: dict, account: str) -> dict | None:
     quantity = float(verdict["approved_quantity"])
     if verdict["verdict"] == "REJECT" or quantity == 0.0:
         return None
-    return {"order_id": str(uuid.uuid4()), "decision_id": verdict["decision_id"], "account": account,
+    # a decision gives at most one order per account, however often its verdict is read or re-sent
+    return {"order_id": order_id_for(verdict["decision_id"], account), "decision_id": verdict["decision_id"],
+            "account": account,
             "symbol": verdict["symbol"], "ts": verdict["ts"], "side": "BUY" if quantity > 0 else "SELL",
             "quantity": abs(quantity), "order_type": "MARKET", "limit_price": None}
 
@@ -74,27 +81,6 @@ def fill_bar(order: dict, recent: list[dict]) -> dict | None:
 def fill_record(order: dict, bar: dict, settings: BrokerSettings) -> dict:
     slip, fee_rate = settings.slippage_bps / 1e4, settings.fee_bps / 1e4
     price = bar["open"] * (1 + slip if order["side"] == "BUY" else 1 - slip)
-    return {"fill_id": str(uuid.uuid4()), "order_id": order["order_id"], "account": order["account"],
+    return {"fill_id": fill_id_for(order["order_id"]), "order_id": order["order_id"], "account": order["account"],
             "symbol": order["symbol"], "ts": from_micros(bar["ts_us"]), "side": order["side"],
             "quantity": order["quantity"], "price": price, "fee": order["quantity"] * price * fee_rate}
-
-
-def mark(state: dict, symbol: str, close: float) -> dict:
-    if symbol not in state["positions"]:
-        return state
-    positions = {**state["positions"], symbol: {**state["positions"][symbol], "last_price": float(close)}}
-    return {**state, "positions": positions}
-
-
-def book_rows(state: dict) -> tuple[tuple, list[tuple]]:
-    """(accounts row, positions rows) for sql/002_paper_book.sql."""
-    account_equity = equity(state)
-    unrealised = {s: p["quantity"] * (p["last_price"] - p["avg_price"]) for s, p in state["positions"].items()}
-    gross = sum(abs(p["quantity"]) * p["last_price"] for p in state["positions"].values())
-    net = sum(p["quantity"] * p["last_price"] for p in state["positions"].values())
-    scale = account_equity if account_equity > 0 else float("inf")
-    account = (state["account"], state["cash"], account_equity, state["realised_pnl"], sum(unrealised.values()),
-               state["fees"], gross / scale, net / scale)
-    positions = [(state["account"], s, p["quantity"], p["avg_price"], p["last_price"], unrealised[s])
-                 for s, p in state["positions"].items()]
-    return account, positions

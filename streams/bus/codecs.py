@@ -15,23 +15,52 @@ from authlib.deprecate import AuthlibDeprecationWarning  # noqa: E402
 warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
 
 import faust  # noqa: E402
+import httpx  # noqa: E402
 from confluent_kafka.error import SerializationError  # noqa: E402
 from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer  # noqa: E402
 from confluent_kafka.schema_registry.error import SchemaRegistryError  # noqa: E402
 from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: E402
 
-from streams.errors import CodecError, RegistryError  # noqa: E402
+from streams.errors import CodecError, RegistryError, ServiceUnavailable  # noqa: E402
+from streams.outages import REGISTRY, first_line  # noqa: E402
 from streams.bus.schemas import schema_str  # noqa: E402
 from streams.bus.topics import TopicSpec  # noqa: E402
 
 MAGIC_BYTE = 0
+REGISTRY_TIMEOUT_S = 5.0
 
 
 @lru_cache(maxsize=8)
 def registry_client(url: str) -> SchemaRegistryClient:
-    """One client per registry URL and process, so schema ids are cached once."""
-    return SchemaRegistryClient.new_client({"url": url})  # mock:// URLs give the in-process mock
+    """One client per registry URL and process, so schema ids are cached once.
+
+    A request times out after REGISTRY_TIMEOUT_S (httpx waits forever by default) and is not
+    retried inside the client, which would block the caller for up to ~7 s: the callers retry
+    (streams.outages) or report the outage at once (the bridge's 503, `algo replay`)."""
+    return SchemaRegistryClient.new_client(  # mock:// URLs give the in-process mock
+        {"url": url, "timeout": REGISTRY_TIMEOUT_S, "max.retries": 0})
+
+
+def _is_outage(error: SchemaRegistryError) -> bool:
+    """The registry answered, but as a service that is down or overloaded, not about our schema."""
+    status = error.http_status_code
+    return status is None or status >= 500 or status in (408, 429)
+
+
+def _unavailable(error: Exception) -> ServiceUnavailable:
+    return ServiceUnavailable(REGISTRY, first_line(error))
+
+
+def decoding_outage(error: Exception) -> ServiceUnavailable | None:
+    """What a deserializer's `error` means when it is the registry's fault, not the message's: it
+    was unreachable or timed out, or answered anything but 404 (401/403 too: no message would
+    decode, so none is to blame). None when the message itself is bad."""
+    if isinstance(error, httpx.TransportError):  # refused, reset, timed out
+        return _unavailable(error)
+    if isinstance(error, SchemaRegistryError) and error.http_status_code != 404:
+        return _unavailable(error)
+    return None
 
 
 class AvroCodec:
@@ -61,7 +90,11 @@ class AvroCodec:
     def encode(self, record: dict) -> bytes:
         try:
             return self._serializer(record, self._context)
+        except httpx.TransportError as error:  # refused, reset, timed out
+            raise _unavailable(error) from error
         except SchemaRegistryError as error:
+            if _is_outage(error):
+                raise _unavailable(error) from error
             raise RegistryError(
                 f"{self.spec.subject}: registry refused ({error}); did you run `algo provision`?"
             ) from error
@@ -69,6 +102,9 @@ class AvroCodec:
             raise CodecError(f"cannot encode {self.spec.schema} for {self.spec.name}: {error}") from error
 
     def decode(self, data: bytes | None) -> dict:
+        """The record; CodecError for a message that is malformed (not framed, truncated, an id the
+        registry answers 404 for, bytes its schema does not read); ServiceUnavailable when the
+        registry can not answer now (the message may be fine: retry it)."""
         if not data:
             raise CodecError(f"empty message on {self.spec.name}")
         if data[0] != MAGIC_BYTE or len(data) < 5:
@@ -77,9 +113,12 @@ class AvroCodec:
             )
         try:
             record = self._deserializer(data, self._context)
-        except SchemaRegistryError as error:
-            raise CodecError(f"unknown writer schema id {int.from_bytes(data[1:5], 'big')}: {error}") from error
         except Exception as error:  # fastavro raises a variety of plain exceptions on bad bytes
+            outage = decoding_outage(error)
+            if outage is not None:
+                raise outage from error
+            if isinstance(error, SchemaRegistryError):  # 404
+                raise CodecError(f"unknown writer schema id {int.from_bytes(data[1:5], 'big')}: {error}") from error
             raise CodecError(f"cannot decode {self.spec.schema} on {self.spec.name}: {error}") from error
         if not isinstance(record, dict):
             raise CodecError(f"decoded {self.spec.name} value is not a record")

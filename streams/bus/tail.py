@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 
 from confluent_kafka import Consumer, KafkaException
 
-from streams.bus.codecs import registry_client
+from streams.bus.codecs import decoding_outage, registry_client
 from streams.errors import AlgoError, CodecError
 from streams.settings import Settings
 
@@ -61,7 +61,9 @@ def tail(
                     "key": message.key().decode(errors="replace") if message.key() is not None else None}
             try:
                 line["value"] = to_json_value(deserializer(message.value(), context))
-            except Exception as error:  # a malformed message is shown, not fatal
+            except Exception as error:  # a malformed message is shown, not fatal; a registry outage stops
+                if (outage := decoding_outage(error)) is not None:
+                    raise outage from error
                 line["error"] = str(CodecError(str(error)))
                 line["raw"] = base64.b64encode(message.value() or b"").decode()
             emit(json.dumps(line))

@@ -1,4 +1,4 @@
-"""Every topic of the contract (DESIGN.md): name, key, value schema, partitions and retention."""
+"""Every topic of the contract (README.md, "Messages"): name, key, value schema, partitions and retention."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

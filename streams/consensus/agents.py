@@ -6,18 +6,17 @@ placed by the partitioner; run one consensus worker. Agent standing goes to Post
 """
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 
 import psycopg
 
-from streams.app import app, avro_topic, decode_or_dead_letter, log, raw_topic, settings
+from streams.app import app, avro_topic, dead_letter_on_failure, decode_or_dead_letter, log, raw_topic, settings
 from streams.market.bars import from_micros
-from streams.consensus.vote import (ConsensusRules, decide, hit_rate, is_new_stance, record_call, remember_vote,
+from streams.consensus.vote import (decide, hit_rate, is_new_stance, record_call, remember_vote,
                                score_calls, update_accuracy)
 
 AGENT = "consensus"
-rules = ConsensusRules.from_env(os.environ)
+rules = settings.consensus
 signals_topic = raw_topic("agent.signals")
 bars_topic = raw_topic("market.bars")
 decisions_topic = avro_topic("consensus.decisions")
@@ -33,15 +32,16 @@ _signal_counts: dict[str, tuple[int, int]] = {}  # agent -> (signals since start
 @app.agent(bars_topic, name="consensus_score_calls")
 async def score_agent_calls(stream):
     async for event in stream.events():
-        bar = await decode_or_dead_letter(event, AGENT)
-        if bar is None or bar["interval"] != settings.bar_interval:
-            continue
-        symbol = bar["symbol"]
-        symbol_to_close[symbol] = float(bar["close"])
-        remaining, scored = score_calls(symbol_to_pending_calls.get(symbol), bar)
-        symbol_to_pending_calls[symbol] = remaining
-        for agent, hit in scored:
-            agent_to_accuracy[agent] = update_accuracy(agent_to_accuracy.get(agent), hit)
+        async with dead_letter_on_failure(event, AGENT):
+            bar = await decode_or_dead_letter(event, AGENT)
+            if bar is None or bar["interval"] != settings.bar_interval:
+                continue
+            symbol = bar["symbol"]
+            symbol_to_close[symbol] = float(bar["close"])
+            remaining, scored = score_calls(symbol_to_pending_calls.get(symbol), bar)
+            symbol_to_pending_calls[symbol] = remaining
+            for agent, hit in scored:
+                agent_to_accuracy[agent] = update_accuracy(agent_to_accuracy.get(agent), hit)
 
 
 @app.agent(signals_topic, name="consensus_decide")
@@ -49,20 +49,21 @@ async def decide_on_signals(stream):
     from streams.market.bars import to_micros
 
     async for event in stream.events():
-        signal = await decode_or_dead_letter(event, AGENT)
-        if signal is None:
-            continue
-        symbol = signal["symbol"]
-        count, _ = _signal_counts.get(signal["agent"], (0, 0))
-        _signal_counts[signal["agent"]] = (count + 1, to_micros(signal["ts"]))
-        votes = remember_vote(symbol_to_votes.get(symbol), signal)
-        symbol_to_votes[symbol] = votes
-        symbol_to_pending_calls[symbol] = record_call(symbol_to_pending_calls.get(symbol), signal,
-                                                      symbol_to_close.get(symbol))
-        decision = decide(symbol, votes, dict(agent_to_accuracy.items()), rules)
-        if decision is not None and is_new_stance(symbol_to_stance.get(symbol), decision, rules.min_change):
-            symbol_to_stance[symbol] = {"action": decision["action"], "target": decision["target_position"]}
-            await decisions_topic.send(key=symbol.encode(), value=decision)
+        async with dead_letter_on_failure(event, AGENT):
+            signal = await decode_or_dead_letter(event, AGENT)
+            if signal is None:
+                continue
+            symbol = signal["symbol"]
+            count, _ = _signal_counts.get(signal["agent"], (0, 0))
+            _signal_counts[signal["agent"]] = (count + 1, to_micros(signal["ts"]))
+            votes = remember_vote(symbol_to_votes.get(symbol), signal)
+            symbol_to_votes[symbol] = votes
+            symbol_to_pending_calls[symbol] = record_call(symbol_to_pending_calls.get(symbol), signal,
+                                                          symbol_to_close.get(symbol))
+            decision = decide(symbol, votes, dict(agent_to_accuracy.items()), rules)
+            if decision is not None and is_new_stance(symbol_to_stance.get(symbol), decision, rules.min_change):
+                symbol_to_stance[symbol] = {"action": decision["action"], "target": decision["target_position"]}
+                await decisions_topic.send(key=symbol.encode(), value=decision)
 
 
 @app.timer(interval=2.0)

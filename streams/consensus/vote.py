@@ -13,59 +13,14 @@ target_position = sign x min(1, |score|) x max_position (a fraction of equity).
 """
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Mapping
 
+from streams.bus.ids import derived_id
 from streams.market.bars import to_micros
-from streams.errors import ConfigError
+from streams.settings import ConsensusRules, parse_weights  # noqa: F401 - defined with the one Settings (settings.consensus)
 
 DIRECTION = {"BUY": 1, "SELL": -1, "HOLD": 0}
-
-
-@dataclass(frozen=True)
-class ConsensusRules:
-    weights: Mapping[str, float] = field(default_factory=lambda: {"technical": 1.0, "quant": 1.0, "analyst": 1.0})
-    default_weight: float = 0.0  # agents not listed do not count
-    window_s: float = 3 * 86400.0
-    min_score: float = 0.15
-    min_agreement: float = 0.6
-    max_position: float = 0.2
-    prior_calls: float = 10.0
-    min_change: float = 0.1  # publish only stance changes: a new action or a target moved this much
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "ConsensusRules":
-        base = cls()
-        values: dict = {}
-        if "CONSENSUS_WEIGHTS" in env:
-            values["weights"] = parse_weights(env["CONSENSUS_WEIGHTS"])
-        for name in ("window_s", "min_score", "min_agreement", "max_position", "min_change"):
-            raw = env.get(f"CONSENSUS_{name.upper()}")
-            if raw is not None:
-                try:
-                    values[name] = float(raw)
-                except ValueError:
-                    raise ConfigError(f"CONSENSUS_{name.upper()}={raw!r} is not a number") from None
-        return cls(**{**base.__dict__, **values})
-
-    def weight(self, agent: str) -> float:
-        return float(self.weights.get(agent, self.default_weight))
-
-
-def parse_weights(text: str) -> dict[str, float]:
-    """'technical=1,quant=2' -> {'technical': 1.0, 'quant': 2.0}; weight 0 switches an agent off."""
-    weights = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, _, value = part.partition("=")
-        try:
-            weights[name.strip()] = float(value)
-        except ValueError:
-            raise ConfigError(f"CONSENSUS_WEIGHTS: {part!r} is not agent=weight") from None
-        if weights[name.strip()] < 0:
-            raise ConfigError(f"CONSENSUS_WEIGHTS: {part!r} is negative")
-    return weights
 
 
 def remember_vote(votes: Mapping[str, dict] | None, signal: dict) -> dict:
@@ -105,9 +60,10 @@ def decide(symbol: str, votes: Mapping[str, dict], accuracy: Mapping[str, Mappin
     action = side if abs(score) >= rules.min_score and agreement >= rules.min_agreement else "HOLD"
     target = DIRECTION[action] * min(1.0, abs(score)) * rules.max_position
     names = ", ".join(f"{a} {v['action']} {v['confidence']:.2f}x{w:.2f}" for a, v, w in counted)
-    return {
-        "decision_id": str(uuid.uuid4()), "symbol": symbol,
-        "ts": datetime.fromtimestamp(newest / 1e6, tz=timezone.utc) if now is None else now,
+    ts = datetime.fromtimestamp(newest / 1e6, tz=timezone.utc) if now is None else now
+    return {  # the same votes at the same moment are the same decision, however often it is computed
+        "decision_id": derived_id("decision", symbol, ts, *sorted(v["signal_id"] for _, v, _ in counted)),
+        "symbol": symbol, "ts": ts,
         "action": action, "target_position": target, "agreement": agreement,
         "votes": [{"signal_id": v["signal_id"], "agent": a, "action": v["action"], "confidence": v["confidence"],
                    "weight": w} for a, v, w in counted],

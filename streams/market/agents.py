@@ -15,7 +15,8 @@ from contextlib import contextmanager
 
 from faust.streams import _current_event
 
-from streams.app import app, avro_topic, decode_or_dead_letter, raw_topic, settings
+from streams.app import app, avro_topic, dead_letter_on_failure, decode_or_dead_letter, log, raw_topic, settings
+from streams.errors import CodecError
 from streams.market.bars import apply_tick, bar_record, bar_version
 
 AGENT = "bars"
@@ -49,15 +50,16 @@ async def aggregate_bars(stream):
     async for events in stream.take_events(500, within=0.01):
         touched: dict[str, tuple[dict, object]] = {}
         for event in events:
-            tick = await decode_or_dead_letter(event, AGENT)
-            if tick is None:
-                continue
-            symbol = tick["symbol"]
-            previous = touched[symbol][0] if symbol in touched else symbol_to_open_bar.get(symbol)
-            state, closed = apply_tick(previous, tick, interval, interval_s)
-            touched[symbol] = (state, event)
-            for bar in closed:
-                await bars_topic.send(key=symbol.encode(), value=bar)
+            async with dead_letter_on_failure(event, AGENT):
+                tick = await decode_or_dead_letter(event, AGENT)
+                if tick is None:
+                    continue
+                symbol = tick["symbol"]
+                previous = touched[symbol][0] if symbol in touched else symbol_to_open_bar.get(symbol)
+                state, closed = apply_tick(previous, tick, interval, interval_s)
+                touched[symbol] = (state, event)
+                for bar in closed:
+                    await bars_topic.send(key=symbol.encode(), value=bar)
         now = time.monotonic()
         for symbol, (state, event) in touched.items():
             with attributed_to(event):
@@ -72,5 +74,8 @@ async def close_idle_bars() -> None:
         if state is None or _published.get(symbol) == bar_version(state):
             continue
         if now - _last_tick_wall.get(symbol, 0.0) >= settings.bar_idle_close_s:
-            await bars_topic.send(key=symbol.encode(), value=bar_record(state))
+            try:
+                await bars_topic.send(key=symbol.encode(), value=bar_record(state))
+            except CodecError as error:  # a bar its schema refuses: say so once, do not stop the timer
+                log.error("bars: idle bar of %s not published: %s", symbol, error)
             _published[symbol] = bar_version(state)

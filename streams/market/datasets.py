@@ -1,4 +1,5 @@
-"""Real OHLCV data that ships offline inside installed wheels (DESIGN.md), and OHLCV CSVs.
+"""Real OHLCV data that ships offline inside installed wheels, and OHLCV CSVs (README.md, "Replay:
+bars to ticks, and back"). Persisted bars (Postgres market_data) are read by streams.market.store.
 
 Datasets:
   stocks  bokeh-sampledata's stocks.csv.gz: AAPL, IBM, MSFT, GOOG, FB daily, 2000-2013 (public domain)
@@ -43,7 +44,7 @@ def _package_file(package: str, *parts: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0], *parts)
 
 
-def _frame_to_series(frame: pd.DataFrame, symbol: str, origin: str) -> BarSeries:
+def frame_to_series(frame: pd.DataFrame, symbol: str, origin: str) -> BarSeries:
     frame = frame.sort_values("date").drop_duplicates("date", keep="last")
     if frame.empty:
         raise DataError(f"{origin}: no rows for {symbol}")
@@ -86,22 +87,22 @@ def load_csv(path: str | Path, symbol: str | None = None) -> list[BarSeries]:
     except (ValueError, TypeError) as error:
         raise DataError(f"{path}: unparseable date ({error})") from error
     if "symbol" in frame.columns and symbol is None:
-        return [_frame_to_series(group, str(name), str(path)) for name, group in frame.groupby("symbol", sort=True)]
-    return [_frame_to_series(frame, symbol or path.name.split(".")[0].upper(), str(path))]
+        return [frame_to_series(group, str(name), str(path)) for name, group in frame.groupby("symbol", sort=True)]
+    return [frame_to_series(frame, symbol or path.name.split(".")[0].upper(), str(path))]
 
 
 def _load_stocks() -> list[BarSeries]:
     path = _package_file("bokeh_sampledata", "_data", "stocks.csv.gz")
     frame = pd.read_csv(path).rename(columns=str.lower).rename(columns={"ticker": "symbol"})
     frame["date"] = pd.to_datetime(frame["date"], utc=True)
-    return [_frame_to_series(group, str(name), path.name) for name, group in frame.groupby("symbol", sort=True)]
+    return [frame_to_series(group, str(name), path.name) for name, group in frame.groupby("symbol", sort=True)]
 
 
 def _load_arch(name: str, symbol: str) -> list[BarSeries]:
     path = _package_file("arch", "data", name, f"{name}.csv.gz")
     frame = pd.read_csv(path).rename(columns=str.lower)
     frame["date"] = pd.to_datetime(frame["date"], utc=True, format="%m/%d/%Y")
-    return [_frame_to_series(frame, symbol, path.name)]
+    return [frame_to_series(frame, symbol, path.name)]
 
 
 DATASETS = {
@@ -132,28 +133,3 @@ def select_symbols(series: list[BarSeries], symbols: list[str] | None, origin: s
 def load_bars(dataset: str, symbol: str) -> BarSeries:
     """One symbol of a bundled dataset."""
     return load_dataset(dataset, [symbol])[0]
-
-
-def load_market_data(database_url: str, symbols: list[str] | None, interval: str) -> list[BarSeries]:
-    """Bars the pipeline persisted (table market_data) as BarSeries, one per symbol."""
-    import psycopg
-
-    query = ("SELECT symbol, ts, open::float8, high::float8, low::float8, close::float8, volume::float8 "
-             "FROM market_data WHERE interval = %s")
-    params: list = [interval]
-    if symbols:
-        query += " AND symbol = ANY(%s)"
-        params.append([s.upper() for s in symbols])
-    try:
-        with psycopg.connect(database_url, connect_timeout=5) as conn:
-            rows = conn.execute(query + " ORDER BY symbol, ts", params).fetchall()
-    except psycopg.Error as error:
-        raise DataError(f"cannot read market_data from Postgres ({error}); run `algo stack up` and `algo provision`")
-    if not rows:
-        wanted = f" for {', '.join(symbols)}" if symbols else ""
-        raise DataError(f"market_data has no {interval} bars{wanted}; replay some data first (`algo demo` or "
-                        "`algo replay` with the bars and persistence workers running)")
-    frame = pd.DataFrame(rows, columns=["symbol", "date", *OHLCV])
-    frame["date"] = pd.to_datetime(frame["date"], utc=True)
-    series = [_frame_to_series(group, str(name), "market_data") for name, group in frame.groupby("symbol", sort=True)]
-    return select_symbols(series, symbols, "market_data")

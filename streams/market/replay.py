@@ -17,7 +17,8 @@ from tqdm import tqdm
 from streams.market.bars import to_micros
 from streams.bus.codecs import CodecRegistry
 from streams.market.datasets import BarSeries
-from streams.errors import AlgoError
+from streams.errors import AlgoError, ServiceUnavailable
+from streams.outages import KAFKA
 from streams.settings import Settings
 from streams.market.ticks import TICKS_PER_BAR, merged_ticks
 
@@ -49,9 +50,16 @@ def replay(
     codec = CodecRegistry(settings.schema_registry_url).for_topic(TOPIC)
     producer = Producer(settings.kafka_config({
         "linger.ms": 10, "acks": "all", "enable.idempotence": True, "partitioner": "murmur2_random",
-        "log_level": 3,  # a fresh broker logs a transient "coordinator load in progress" warning
+        # a fresh broker logs a transient "coordinator load in progress" warning, a stopped one an error per
+        # connection attempt: failures are reported once, by the checks and delivery callbacks below
+        "log_level": 2,
         "queue.buffering.max.messages": 200_000,
     }))
+    try:  # fail in seconds with one line, not after a minute of undelivered ticks
+        producer.list_topics(timeout=5)
+    except KafkaException as error:
+        raise ServiceUnavailable(KAFKA, f"{settings.kafka_bootstrap}: {error.args[0].str()}; is the stack up "
+                                        "(`algo stack status`)?") from error
     failures: list[str] = []
 
     def on_delivery(error, _message) -> None:
@@ -66,7 +74,8 @@ def replay(
     report = ReplayReport()
     started = time.perf_counter()
     first_event_us: int | None = None
-    with tqdm(total=total, unit="tick", disable=not show_progress, desc="replay", mininterval=0.5) as bar:
+    with tqdm(total=total, unit="tick", disable=not show_progress, desc="replay", mininterval=0.5,
+              delay=0.5) as bar:
         for tick in ticks:
             if speed > 0:
                 event_us = to_micros(tick["ts"])
@@ -75,7 +84,11 @@ def replay(
                 if delay > 0:
                     producer.poll(0)
                     time.sleep(delay)
-            value = codec.encode(tick)
+            try:
+                value = codec.encode(tick)
+            except ServiceUnavailable as error:
+                raise ServiceUnavailable(error.service, f"{settings.schema_registry_url}: {error.detail}; is the "
+                                                        "stack up (`algo stack status`)?") from error
             while True:
                 try:
                     producer.produce(TOPIC, key=tick["symbol"].encode(), value=value, on_delivery=on_delivery)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from streams.quant import model as quant_model
-from streams.app import app, avro_topic, decode_or_dead_letter, log, raw_topic, settings
+from streams.app import app, avro_topic, dead_letter_on_failure, decode_or_dead_letter, log, raw_topic, settings
 from streams.errors import AlgoError
 from streams.quant.vote import advance, features_of, rationale, signal_record
 from streams.quant.features import FeatureSpec
@@ -67,23 +67,24 @@ async def quant_vote(stream):
     from streams.market.bars import to_micros
 
     async for event in stream.events():
-        bar = await decode_or_dead_letter(event, AGENT)
-        if bar is None or bar["interval"] != settings.bar_interval:
-            continue
-        policy = served.policy
-        spec = policy.spec if policy else FeatureSpec()
-        state = advance(symbol_to_quant_state.get(bar["symbol"]), to_micros(bar["ts"]), bar["close"], spec)
-        if state is None:
-            continue
-        features = features_of(state, spec)
-        if policy is None or features is None:
-            symbol_to_quant_state[bar["symbol"]] = state
-            if policy is None and served.skipped % 1000 == 0:
-                log.warning("quant: no model registered yet (run `algo quant train`); bar not scored")
-            served.skipped += policy is None
-            continue
-        sign, confidence, probabilities = policy.decide(features, state["position"])
-        symbol_to_quant_state[bar["symbol"]] = {**state, "position": sign}
-        text = rationale(policy.version, sign, probabilities, policy.positions)
-        await signals_topic.send(key=bar["symbol"].encode(),
-                                 value=signal_record(bar, policy.version, sign, confidence, text))
+        async with dead_letter_on_failure(event, AGENT):
+            bar = await decode_or_dead_letter(event, AGENT)
+            if bar is None or bar["interval"] != settings.bar_interval:
+                continue
+            policy = served.policy
+            spec = policy.spec if policy else FeatureSpec()
+            state = advance(symbol_to_quant_state.get(bar["symbol"]), to_micros(bar["ts"]), bar["close"], spec)
+            if state is None:
+                continue
+            features = features_of(state, spec)
+            if policy is None or features is None:
+                symbol_to_quant_state[bar["symbol"]] = state
+                if policy is None and served.skipped % 1000 == 0:
+                    log.warning("quant: no model registered yet (run `algo quant train`); bar not scored")
+                served.skipped += policy is None
+                continue
+            sign, confidence, probabilities = policy.decide(features, state["position"])
+            symbol_to_quant_state[bar["symbol"]] = {**state, "position": sign}
+            text = rationale(policy.version, sign, probabilities, policy.positions)
+            await signals_topic.send(key=bar["symbol"].encode(),
+                                     value=signal_record(bar, policy.version, sign, confidence, text))

@@ -122,8 +122,12 @@ def train(csv_path, dataset, from_db, interval, symbols, start, end, timesteps, 
               help="PPO steps per fold and seed.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="quant-results", show_default=True,
               help="Where the results JSON (with the curves) and the equity chart go.")
+@click.option("--periods-per-year", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Bars per year for annualised figures [default: inferred from the bars' spacing and calendar: "
+                   "252 for daily trading days, 6240 for 24x5 hourly FX ...].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (per-seed and baseline figures).")
-def evaluate(csv_path, dataset, from_db, interval, symbol, seeds, folds, train_fraction, timesteps, out_dir, as_json):
+def evaluate(csv_path, dataset, from_db, interval, symbol, seeds, folds, train_fraction, timesteps, out_dir,
+             periods_per_year, as_json):
     """Walk-forward, out-of-sample: PPO over several seeds vs buy-and-hold and SMA crossover."""
     from streams.quant.evaluate import EvaluationConfig, evaluate as run, format_table, write_outputs
 
@@ -131,7 +135,8 @@ def evaluate(csv_path, dataset, from_db, interval, symbol, seeds, folds, train_f
     if len(bars) > 1:
         raise click.UsageError(f"{source} holds {len(bars)} symbols ({', '.join(b.symbol for b in bars)}): "
                                "pick one with --symbol")
-    config = EvaluationConfig(seeds=seeds, folds=folds, train_fraction=train_fraction, timesteps=timesteps)
+    config = EvaluationConfig(seeds=seeds, folds=folds, train_fraction=train_fraction, timesteps=timesteps,
+                              periods_per_year=periods_per_year)
     report = run(bars[0], config=config, source=source,
                  progress=(lambda _: None) if as_json else (lambda line: click.echo(f"evaluate: {line}")))
     stem = f"quant-evaluate-{bars[0].symbol.lower()}"

@@ -28,6 +28,7 @@ import numpy as np
 
 import risk_core as rc
 from streams.market.datasets import BarSeries
+from streams.market.periods import periods_per_year
 from streams.errors import ModelError
 from streams.quant.env import EnvConfig, MarketSeries
 from streams.quant.features import FeatureSpec
@@ -65,23 +66,26 @@ class EvaluationConfig:
     sma_fast: int = 50
     sma_slow: int = 200
     first_seed: int = 0
+    periods_per_year: float | None = None  # None: inferred from the bars (streams.market.periods)
 
 
 STAT_NAMES = ("sharpe", "annualized_return", "max_drawdown", "turnover_per_year", "total_return", "fees", "fills",
               "exposure")
 
 
-def _window_backtest(series: MarketSeries, start: int, end: int, config: EnvConfig, targets: np.ndarray):
+def _window_backtest(series: MarketSeries, start: int, end: int, config: EnvConfig, targets: np.ndarray,
+                     periods_per_year: float):
     """risk_core on bars [start - 1, end): the decision bar before the window, then the window."""
     return rc.backtest(series.open[start - 1:end], series.close[start - 1:end], target=targets,
-                       **config.backtest_params())
+                       periods_per_year=periods_per_year, **config.backtest_params())
 
 
-def _sma_window(series: MarketSeries, start: int, end: int, config: EnvConfig, fast: int, slow: int):
+def _sma_window(series: MarketSeries, start: int, end: int, config: EnvConfig, fast: int, slow: int,
+                periods_per_year: float):
     """risk_core's SMA strategy with `slow - 1` bars of warm-up before the decision bar; flat through them."""
     lead = min(slow - 1, start - 1)
     begin = start - 1 - lead
-    params = {**config.backtest_params(), "direction": "long"}
+    params = {**config.backtest_params(), "direction": "long", "periods_per_year": periods_per_year}
     result = rc.backtest(series.open[begin:end], series.close[begin:end], strategy="sma", fast=fast, slow=slow,
                          **params)
     return result.equity[lead:], result.positions[lead:], result.stats
@@ -93,6 +97,7 @@ class Curve:
 
     capital: float
     years: float
+    periods_per_year: float
     returns: list[np.ndarray] = field(default_factory=list)
     traded: float = 0.0
     fees: float = 0.0
@@ -114,7 +119,7 @@ class Curve:
 
     def figures(self) -> dict:
         equity = self.equity()
-        stats = rc.equity_stats(equity, self.capital)
+        stats = rc.equity_stats(equity, self.capital, self.periods_per_year)
         return {"sharpe": stats.sharpe, "annualized_return": stats.annualized_return,
                 "max_drawdown": stats.max_drawdown, "turnover_per_year": self.traded / self.capital / self.years,
                 "total_return": stats.total_return, "fees": self.fees, "fills": self.fills,
@@ -127,6 +132,12 @@ def _summary(values: list[float]) -> dict:
             "median": float(np.median(a)), "max": float(a.max())}
 
 
+def _stamps(dates: np.ndarray) -> list[str]:
+    """ISO dates for daily bars (all at midnight), else to the second (intraday curves stay apart)."""
+    daily = bool((dates == dates.astype("datetime64[D]")).all())
+    return [str(d) for d in dates.astype("datetime64[D]" if daily else "datetime64[s]")]
+
+
 def evaluate(bars: BarSeries, *, spec: FeatureSpec = FeatureSpec(), env_config: EnvConfig = EnvConfig(),
              config: EvaluationConfig = EvaluationConfig(), source: str = "",
              progress: Callable[[str], None] = lambda _: None) -> dict:
@@ -136,22 +147,24 @@ def evaluate(bars: BarSeries, *, spec: FeatureSpec = FeatureSpec(), env_config: 
     series = MarketSeries.build(bars.symbol, bars.open, bars.close, spec)
     folds = walk_forward_splits(len(series), spec.warmup, config.folds, config.train_fraction)
     test_bars = folds[-1].test_end - folds[0].test_start
-    years = test_bars / 252.0
+    periods = periods_per_year(bars.dates, config.periods_per_year)
+    per_year = periods.per_year
+    years = test_bars / per_year
     capital = env_config.initial_capital
 
-    baselines = {"buy_and_hold": Curve(capital, years), "sma_crossover": Curve(capital, years)}
+    baselines = {"buy_and_hold": Curve(capital, years, per_year), "sma_crossover": Curve(capital, years, per_year)}
     for fold in folds:
         n = fold.test_end - fold.test_start + 1
-        hold = _window_backtest(series, fold.test_start, fold.test_end, env_config, np.ones(n))
+        hold = _window_backtest(series, fold.test_start, fold.test_end, env_config, np.ones(n), per_year)
         baselines["buy_and_hold"].add(hold.equity, hold.positions, hold.stats)
         sma_equity, sma_positions, sma_stats = _sma_window(series, fold.test_start, fold.test_end, env_config,
-                                                           config.sma_fast, config.sma_slow)
+                                                           config.sma_fast, config.sma_slow, per_year)
         baselines["sma_crossover"].add(sma_equity, sma_positions, sma_stats)
 
     runs = []
     started = time.perf_counter()
     for seed in range(config.first_seed, config.first_seed + config.seeds):
-        curve = Curve(capital, years)
+        curve = Curve(capital, years, per_year)
         fold_figures = []
         for fold in folds:
             progress(f"seed {seed} fold {fold.index + 1}/{len(folds)}: train on bars [0, {fold.train_end}), "
@@ -161,7 +174,7 @@ def evaluate(bars: BarSeries, *, spec: FeatureSpec = FeatureSpec(), env_config: 
             model = train_policy([train], spec, env_config, timesteps=config.timesteps, seed=seed)
             policy = QuantPolicy.from_model(model, spec, env_config, version=f"eval-seed{seed}-fold{fold.index}")
             signs, _ = policy.rollout(series.features, fold.test_start - 1, fold.test_end)
-            result = _window_backtest(series, fold.test_start, fold.test_end, env_config, signs)
+            result = _window_backtest(series, fold.test_start, fold.test_end, env_config, signs, per_year)
             curve.add(result.equity, result.positions, result.stats)
             fold_figures.append({"fold": fold.index, "sharpe": result.stats.sharpe,
                                  "total_return": result.stats.total_return, "max_drawdown": result.stats.max_drawdown,
@@ -174,6 +187,7 @@ def evaluate(bars: BarSeries, *, spec: FeatureSpec = FeatureSpec(), env_config: 
         "data": {"start": str(bars.dates[0])[:10], "end": str(bars.dates[-1])[:10]},
         "out_of_sample": {"start": str(bars.dates[folds[0].test_start])[:10], "end": str(bars.dates[-1])[:10],
                           "bars": test_bars},
+        **periods.as_dict(),
         "folds": [fold.__dict__ for fold in folds],
         "config": {**config.__dict__, "ppo": PPO_DEFAULTS, "features": spec.as_dict(), "env": env_config.as_dict()},
         "seeds": [{k: v for k, v in run.items() if k != "equity"} for run in runs],
@@ -181,7 +195,7 @@ def evaluate(bars: BarSeries, *, spec: FeatureSpec = FeatureSpec(), env_config: 
         "baselines": {name: curve.figures() for name, curve in baselines.items()},
         "seeds_beating_buy_and_hold_sharpe": sum(run["sharpe"] > bh_sharpe for run in runs),
         "train_seconds": round(time.perf_counter() - started, 1),
-        "curves": {"dates": [str(d)[:10] for d in bars.dates[folds[0].test_start - 1:]],
+        "curves": {"dates": _stamps(bars.dates[folds[0].test_start - 1:]),
                    "seeds": {str(run["seed"]): run["equity"].tolist() for run in runs},
                    **{name: curve.equity().tolist() for name, curve in baselines.items()}},
     }
@@ -203,7 +217,7 @@ def write_outputs(report: dict, out_dir: Path, stem: str) -> tuple[Path, Path]:
     results.write_text(json.dumps({**report, "curves": rounded}, indent=1, default=float))
     chart = out_dir / f"{stem}.png"
     curves = report["curves"]
-    dates = np.asarray(curves["dates"], dtype="datetime64[D]")
+    dates = np.asarray(curves["dates"], dtype="datetime64[s]")
     fig, ax = plt.subplots(figsize=(11, 5.5))
     seed_curves = np.array(list(curves["seeds"].values()))
     for i, values in enumerate(seed_curves):
@@ -243,4 +257,5 @@ def format_table(report: dict) -> list[str]:
         lines.append(row(name, figures))
     lines.append(f"seeds with a Sharpe above buy-and-hold's: {report['seeds_beating_buy_and_hold_sharpe']} of "
                  f"{len(report['seeds'])}")
+    lines.append(f"periods per year: {report['periods_per_year_basis']}")
     return lines

@@ -7,7 +7,10 @@ Row t of `feature_matrix(close)` uses close[0..t] and nothing later:
   vol regime = log(stdev of the last `short_vol_window` returns / sigma_t), clipped
   trend      = log(close[t] / SMA(trend_window)[t]) / (sigma_t * sqrt(trend_window)), clipped
 The observation appends the policy's own current position (-1, 0, +1). Rows before `warmup`
-are NaN. The serving agent calls `latest_features` on its window of closes, which runs the same
+are NaN; every later row is finite for any positive closes. A flat stretch (old or illiquid data:
+sigma_t = 0) has no scale, but every return in it is 0, so its scaled returns, vol regime and
+trend are 0 ("nothing moves"); a quiet short window in a moving long one is the lowest vol regime
+(-clip). Undefined rows mid-series would reach the policy as NaN logits. The serving agent calls `latest_features` on its window of closes, which runs the same
 code on the last `warmup` closes, so training and serving see identical numbers (tested).
 """
 from __future__ import annotations
@@ -67,20 +70,22 @@ def feature_matrix(close: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.n
     short = np.full(n, np.nan)
     sigma[1:] = _rolling_std(returns[1:], spec.vol_window)
     short[1:] = _rolling_std(returns[1:], spec.short_vol_window)
-    sigma = np.where(sigma > 0, sigma, np.nan)  # a flat stretch has no scale: leave the row undefined
+    flat = sigma == 0  # the last vol_window returns are all 0: so are the shorter windows inside it
+    scale = np.where(flat, 1.0, sigma)
     for k in range(spec.window):
         lagged = np.full(n, np.nan)
         lagged[k:] = returns[: n - k] if k else returns
-        out[:, k] = lagged / sigma
+        out[:, k] = lagged / scale
     with np.errstate(divide="ignore", invalid="ignore"):
-        out[:, spec.window] = np.log(short / sigma)
+        out[:, spec.window] = np.where(flat, 0.0, np.log(short / scale))  # short == 0 alone: -inf, clipped
         sma = np.full(n, np.nan)
         if n >= spec.trend_window:
             sma[spec.trend_window - 1:] = sliding_window_view(close, spec.trend_window).mean(axis=1)
-        out[:, spec.window + 1] = np.log(close / sma) / (sigma * np.sqrt(spec.trend_window))
+        out[:, spec.window + 1] = np.log(close / sma) / (scale * np.sqrt(spec.trend_window))
+    out = np.clip(out, -spec.clip, spec.clip)  # before the NaN test: +-inf is a bound, not a hole
     out[: spec.warmup - 1] = np.nan
     out[~np.isfinite(out).all(axis=1)] = np.nan
-    return np.clip(out, -spec.clip, spec.clip)
+    return out
 
 
 def latest_features(closes, spec: FeatureSpec = FeatureSpec()) -> np.ndarray | None:

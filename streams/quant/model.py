@@ -7,6 +7,9 @@ hyper-parameters, metrics, library versions. Its version is content-addressed:
 `quant-ppo-<first 12 hex of the weights' sha256>`. `register` stores both in Postgres
 (sql/003_model_versions.sql, sql/004_model_weights_safetensors.sql); `fetch` rebuilds the current (most
 recently registered) or a pinned version from them. Rows from before, SB3 zips, are never loaded.
+Every version belongs to a namespace (settings.model_namespace: QUANT_MODEL_NAMESPACE, by default
+ALGO_APP_ID; sql/005_model_namespace.sql): a process registers, lists and serves its own only, so a
+test run's models never become current for the developer's quant worker.
 """
 from __future__ import annotations
 
@@ -341,11 +344,12 @@ def register(settings, artifact: bytes, metadata: dict) -> str:
 
     def work(conn):
         conn.execute(
-            """INSERT INTO model_versions (model, version, algorithm, seed, data_source, data_start, data_end, bars,
-                   features, hyperparameters, metrics, metadata, artifact, artifact_sha256, artifact_format)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-               ON CONFLICT (version) DO UPDATE SET registered_at = clock_timestamp()""",
-            (metadata["model"], metadata["version"], metadata["algorithm"], metadata["seed"], data["source"],
+            """INSERT INTO model_versions (namespace, model, version, algorithm, seed, data_source, data_start,
+                   data_end, bars, features, hyperparameters, metrics, metadata, artifact, artifact_sha256,
+                   artifact_format)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (namespace, version) DO UPDATE SET registered_at = clock_timestamp()""",
+            (settings.model_namespace, metadata["model"], metadata["version"], metadata["algorithm"], metadata["seed"], data["source"],
              data["start"], data["end"], data["bars"], Jsonb(metadata["features"]),
              Jsonb(metadata["hyperparameters"]), Jsonb(metadata["metrics"]), Jsonb(metadata), artifact,
              metadata["artifact_sha256"], WEIGHTS_FORMAT))
@@ -359,7 +363,8 @@ def list_versions(settings, model: str = MODEL) -> list[dict]:
         rows = conn.execute(
             """SELECT version_id, version, registered_at, created_at, seed, data_source, data_start, data_end, bars,
                       metrics, length(artifact), artifact_format
-               FROM model_versions WHERE model = %s ORDER BY registered_at DESC, version_id DESC""", (model,)).fetchall()
+               FROM model_versions WHERE namespace = %s AND model = %s ORDER BY registered_at DESC, version_id DESC""",
+            (settings.model_namespace, model)).fetchall()
         names = ("id", "version", "registered_at", "created_at", "seed", "data_source", "data_start", "data_end",
                  "bars", "metrics", "artifact_bytes", "artifact_format")
         return [dict(zip(names, row)) for row in rows]
@@ -369,8 +374,9 @@ def list_versions(settings, model: str = MODEL) -> list[dict]:
 
 def current_version(settings, model: str = MODEL) -> str | None:
     def work(conn):
-        row = conn.execute("SELECT version FROM model_versions WHERE model = %s AND artifact_format = %s "
-                           "ORDER BY registered_at DESC, version_id DESC LIMIT 1", (model, WEIGHTS_FORMAT)).fetchone()
+        row = conn.execute("SELECT version FROM model_versions WHERE namespace = %s AND model = %s "
+                           "AND artifact_format = %s ORDER BY registered_at DESC, version_id DESC LIMIT 1",
+                           (settings.model_namespace, model, WEIGHTS_FORMAT)).fetchone()
         return row[0] if row else None
 
     return _registry_call(settings, work)
@@ -381,16 +387,18 @@ def fetch(settings, version: str | None = None, model: str = MODEL) -> QuantPoli
     rebuilt from its safetensors weights and JSON metadata; rows in the old pickled format are refused."""
     def work(conn):
         if version:
-            return conn.execute("SELECT metadata, artifact, artifact_format FROM model_versions WHERE version = %s",
-                                (version,)).fetchone()
+            return conn.execute("SELECT metadata, artifact, artifact_format FROM model_versions "
+                                "WHERE namespace = %s AND version = %s", (settings.model_namespace, version)).fetchone()
         return conn.execute("SELECT metadata, artifact, artifact_format FROM model_versions "
-                            "WHERE model = %s AND artifact_format = %s "
-                            "ORDER BY registered_at DESC, version_id DESC LIMIT 1", (model, WEIGHTS_FORMAT)).fetchone()
+                            "WHERE namespace = %s AND model = %s AND artifact_format = %s "
+                            "ORDER BY registered_at DESC, version_id DESC LIMIT 1",
+                            (settings.model_namespace, model, WEIGHTS_FORMAT)).fetchone()
 
     row = _registry_call(settings, work)
     if row is None:
         if version:
-            raise ModelError(f"model version {version!r} is not registered; see `algo quant versions`")
+            raise ModelError(f"model version {version!r} is not registered in namespace {settings.model_namespace!r} "
+                             "(QUANT_MODEL_NAMESPACE); see `algo quant versions`")
         return None
     metadata, artifact, artifact_format = row
     if artifact_format != WEIGHTS_FORMAT:

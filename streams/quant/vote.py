@@ -6,11 +6,12 @@ vote as its position, exactly as in training (streams.quant.env), not the paper 
 """
 from __future__ import annotations
 
-import uuid
+import math
 from datetime import timezone
 
 import numpy as np
 
+from streams.bus.ids import derived_id
 from streams.quant.features import FeatureSpec, latest_features
 
 ACTION_OF_SIGN = {1.0: "BUY", 0.0: "HOLD", -1.0: "SELL"}
@@ -19,8 +20,12 @@ POSITION_NAMES = {-1.0: "short", 0.0: "flat", 1.0: "long"}
 
 def advance(state: dict | None, bar_us: int, close: float, spec: FeatureSpec) -> dict | None:
     """The state after this bar, or None when the bar was already seen (an idle-flushed bar
-    re-published with more ticks). A bar older than the last one means a replay: start over."""
+    re-published with more ticks), or when its close is not a positive number (it would turn every
+    feature row of the window NaN for `warmup` bars). A bar older than the last one means a replay:
+    start over."""
     if state is not None and bar_us == state["last_bar_us"]:
+        return None
+    if not (math.isfinite(close) and close > 0):
         return None
     if state is None or bar_us < state["last_bar_us"]:
         state = {"closes": [], "position": 0.0, "last_bar_us": bar_us}
@@ -38,9 +43,10 @@ def rationale(version: str, sign: float, probabilities, positions) -> str:
 
 
 def signal_record(bar: dict, version: str, sign: float, confidence: float, text: str) -> dict:
-    """The AgentSignal for a bar (schemas/avro/AgentSignal.avsc)."""
+    """The AgentSignal for a bar (schemas/avro/AgentSignal.avsc); the same bar and model give the same id."""
     return {
-        "signal_id": str(uuid.uuid4()), "agent": "quant", "symbol": bar["symbol"], "ts": bar["ts"],
+        "signal_id": derived_id("signal", "quant", bar["symbol"], bar["interval"], bar["ts"], version),
+        "agent": "quant", "symbol": bar["symbol"], "ts": bar["ts"],
         "action": ACTION_OF_SIGN[float(np.sign(sign))], "confidence": float(min(1.0, max(0.0, confidence))),
         "rationale": text, "model_version": version,
         "input_refs": [f"bar:{bar['symbol']}:{bar['interval']}:{bar['ts'].astimezone(timezone.utc).isoformat()}"],

@@ -6,22 +6,32 @@ recent returns per symbol, from market.bars). The book is written from the fills
 streams alike (use_partitioner), so run one risk worker per set of accounts: a single writer
 keeps the checks sequential, which a veto needs anyway. Backtests run in a thread; the C++ engine
 releases the GIL.
+
+After a crash Faust re-delivers what was not committed: the book remembers the decisions it has
+judged and the fills it has applied (their derived ids, streams.bus.ids) and drops a repeat. A
+verdict is sent before the book that records its decision is written, so a crash in between
+judges the same book again and re-sends the same verdict (same id) instead of losing it.
 """
 from __future__ import annotations
 
 import asyncio
-import os
 
 import numpy as np
 import psycopg
 
-from streams.app import app, avro_topic, decode_or_dead_letter, log, raw_topic, send_dead_letter, settings
+from streams.app import (app, avro_topic, dead_letter_on_failure, decode_or_dead_letter, log, raw_topic,
+                         send_dead_letter, settings)
 from streams.market.datasets import BarSeries, DATASETS, load_dataset
+from streams.market.store import read_bars_async
 from streams.errors import AlgoError, DataError
-from streams.risk.rules import RiskSettings, apply_fill, backtest_result, judge, new_portfolio, update_market
+from streams.outages import postgres_errors, until_available
+from streams.broker.book import new_portfolio
+from streams.broker.fills import book_fill
+from streams.bus.ids import remember_id
+from streams.risk.rules import backtest_result, judge, update_market
 
 AGENT = "risk"
-risk_settings = RiskSettings.from_env(os.environ)
+risk_settings = settings.risk
 
 decisions_topic = raw_topic("consensus.decisions")
 fills_topic = raw_topic("fills")
@@ -33,10 +43,14 @@ results_topic = avro_topic("backtest.results")
 # keyed by account but written from streams keyed by symbol: the partitioner places the key
 account_to_portfolio = app.Table("account_to_portfolio", partitions=settings.topic_partitions, use_partitioner=True)
 symbol_to_market = app.Table("symbol_to_market", partitions=settings.topic_partitions)
+# the decisions and fills agents both read, change and write the book; judging awaits the verdict's
+# send in between, so they take turns
+_book_lock = asyncio.Lock()
+DECISION_IDS = "decision_ids"  # the book's recently judged decisions
 
 
 def _portfolio(account: str) -> dict:
-    return account_to_portfolio.get(account) or new_portfolio(risk_settings)
+    return account_to_portfolio.get(account) or new_portfolio(account, risk_settings.initial_cash)
 
 
 def _markets() -> dict[str, dict]:
@@ -46,47 +60,58 @@ def _markets() -> dict[str, dict]:
 @app.agent(bars_topic, name="risk_track_prices")
 async def track_prices(stream):
     async for event in stream.events():
-        bar = await decode_or_dead_letter(event, AGENT)
-        if bar is None or bar["interval"] != settings.bar_interval:
-            continue
-        symbol_to_market[bar["symbol"]] = update_market(symbol_to_market.get(bar["symbol"]), bar)
+        async with dead_letter_on_failure(event, AGENT):
+            bar = await decode_or_dead_letter(event, AGENT)
+            if bar is None or bar["interval"] != settings.bar_interval:
+                continue
+            symbol_to_market[bar["symbol"]] = update_market(symbol_to_market.get(bar["symbol"]), bar)
 
 
 @app.agent(fills_topic, name="risk_apply_fills")
 async def apply_fills(stream):
     async for event in stream.events():
-        fill = await decode_or_dead_letter(event, AGENT)
-        if fill is None:
-            continue
-        account_to_portfolio[fill["account"]] = apply_fill(_portfolio(fill["account"]), fill)
+        async with dead_letter_on_failure(event, AGENT):
+            fill = await decode_or_dead_letter(event, AGENT)
+            if fill is None:
+                continue
+            async with _book_lock:
+                booked = book_fill(_portfolio(fill["account"]), fill)
+                if booked is None:
+                    log.info("risk: repeat of fill %s (order %s) dropped: already in the book", fill["fill_id"],
+                             fill["order_id"])
+                    continue
+                account_to_portfolio[fill["account"]] = booked
 
 
 @app.agent(decisions_topic, name="risk_judge_decisions")
 async def judge_decisions(stream):
     async for event in stream.events():
-        decision = await decode_or_dead_letter(event, AGENT)
-        if decision is None:
-            continue
-        try:
-            state, verdict = judge(_portfolio(risk_settings.account), decision, _markets(), risk_settings)
-        except AlgoError as error:  # risk_core refused the inputs: keep the message, go on
-            await send_dead_letter(event, AGENT, error)
-            continue
-        account_to_portfolio[risk_settings.account] = state
-        await verdicts_topic.send(key=decision["symbol"].encode(), value=verdict)
+        async with dead_letter_on_failure(event, AGENT):
+            decision = await decode_or_dead_letter(event, AGENT)
+            if decision is None:
+                continue
+            async with _book_lock:
+                book = remember_id(_portfolio(risk_settings.account), DECISION_IDS, decision["decision_id"])
+                if book is None:
+                    log.info("risk: repeat of decision %s dropped: already judged", decision["decision_id"])
+                    continue
+                try:
+                    state, verdict = judge(book, decision, _markets(), risk_settings)
+                except AlgoError as error:  # risk_core refused the inputs: keep the message, go on
+                    await send_dead_letter(event, AGENT, error)
+                    continue
+                await verdicts_topic.send(key=decision["symbol"].encode(), value=verdict)
+                account_to_portfolio[risk_settings.account] = state
 
 
 async def load_backtest_bars(request: dict) -> BarSeries | None:
     """The symbol's bars from market_data (BAR_INTERVAL), else from a bundled dataset."""
-    query = ("SELECT ts, open, high, low, close, volume FROM market_data WHERE symbol = %s AND interval = %s"
-             " AND (%s::timestamptz IS NULL OR ts >= %s) AND (%s::timestamptz IS NULL OR ts <= %s) ORDER BY ts")
     start, end = request.get("start"), request.get("end")
-    async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
-        rows = await (await conn.execute(query, (request["symbol"], settings.bar_interval, start, start, end, end))).fetchall()
-    if rows:
-        columns = list(zip(*rows))
-        dates = np.array([ts.replace(tzinfo=None) for ts in columns[0]], dtype="datetime64[us]")
-        return BarSeries(request["symbol"], dates, *(np.array(c, dtype=np.float64) for c in columns[1:]))
+    with postgres_errors():  # down: ServiceUnavailable, and the request waits for it
+        async with await psycopg.AsyncConnection.connect(settings.database_url, connect_timeout=10) as conn:
+            persisted = await read_bars_async(conn, [request["symbol"]], settings.bar_interval, start=start, end=end)
+    if persisted:
+        return persisted[0]
     for name in DATASETS:
         try:
             series = load_dataset(name, [request["symbol"]])[0]
@@ -105,11 +130,12 @@ async def load_backtest_bars(request: dict) -> BarSeries | None:
 @app.agent(requests_topic, name="risk_run_backtests")
 async def run_backtests(stream):
     async for event in stream.events():
-        request = await decode_or_dead_letter(event, AGENT)
-        if request is None:
-            continue
-        bars = await load_backtest_bars(request)
-        result = await asyncio.to_thread(backtest_result, request, bars)
-        if result["error"]:
-            log.info("backtest %s failed: %s", request["request_id"], result["error"])
-        await results_topic.send(key=request["request_id"].encode(), value=result)
+        async with dead_letter_on_failure(event, AGENT):
+            request = await decode_or_dead_letter(event, AGENT)
+            if request is None:
+                continue
+            bars = await until_available(load_backtest_bars, request, what=f"backtest {request['request_id']}")
+            result = await asyncio.to_thread(backtest_result, request, bars)
+            if result["error"]:
+                log.info("backtest %s failed: %s", request["request_id"], result["error"])
+            await results_topic.send(key=request["request_id"].encode(), value=result)

@@ -9,6 +9,7 @@ import click
 
 from streams.errors import AlgoError, DataError
 from streams.market import datasets
+from streams.market import periods as market_periods
 from streams.market.datasets import BarSeries
 
 _PERCENT = {"total_return", "annualized_return", "volatility", "max_drawdown", "hit_rate", "exposure"}
@@ -107,21 +108,25 @@ def load_dataset(dataset: str, symbol: str | None = None) -> BarSeries:
 @click.option("--fee-bps", type=float, default=0.0, show_default=True, help="Fee on traded notional, bps.")
 @click.option("--slippage-bps", type=float, default=0.0, show_default=True, help="Fill price slippage, bps.")
 @click.option("--capital", type=float, default=100_000.0, show_default=True, help="Initial capital.")
+@click.option("--periods-per-year", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Bars per year for annualised figures [default: inferred from the bars' spacing and calendar: "
+                   "252 for daily trading days, 6240 for 24x5 hourly FX ...].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               is_flag=False, flag_value="backtest.png",
               help="Write an equity-and-drawdown chart (PNG) to this path (default backtest.png).")
 def backtest(csv_path, dataset, symbol, strategy, fast, slow, lookback, direction, sizing, fraction, target_vol,
-             fee_bps, slippage_bps, capital, as_json, plot_path):
+             fee_bps, slippage_bps, capital, periods_per_year, as_json, plot_path):
     """Backtest a strategy with the C++ engine (signal on bar t's close, fill at bar t+1's open)."""
     import time
 
     import risk_core as rc
 
     bars = read_csv(csv_path, symbol) if csv_path is not None else load_dataset(dataset, symbol)
+    periods = market_periods.periods_per_year(bars.dates, periods_per_year)
     config = rc.make_config(strategy=strategy, fast=fast, slow=slow, lookback=lookback, direction=direction,
                             sizing=sizing, fraction=fraction, target_vol=target_vol, fee_bps=fee_bps,
-                            slippage_bps=slippage_bps, initial_capital=capital)
+                            slippage_bps=slippage_bps, initial_capital=capital, periods_per_year=periods.per_year)
     started = time.perf_counter()
     result = rc.backtest(bars.open, bars.close, high=bars.high, low=bars.low, volume=bars.volume, config=config)
     elapsed_ms = (time.perf_counter() - started) * 1e3
@@ -137,6 +142,7 @@ def backtest(csv_path, dataset, symbol, strategy, fast, slow, lookback, directio
                                              "direction": direction, "sizing": sizing, "fee_bps": fee_bps,
                                              "slippage_bps": slippage_bps, "initial_capital": capital},
             **stats,
+            **periods.as_dict(),
             "trades": stats["num_trades"],
             "elapsed_ms": round(elapsed_ms, 3),
         }
@@ -154,4 +160,5 @@ def backtest(csv_path, dataset, symbol, strategy, fast, slow, lookback, directio
         table.add_row(name, _fmt(name, value))
     console = Console()
     console.print(table)
+    console.print(f"periods per year: {periods.basis}", soft_wrap=True)
     console.print(f"engine time {elapsed_ms:.3f} ms" + (f"; chart written to {plot_path}" if plot_path else ""))

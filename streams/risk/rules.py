@@ -1,8 +1,6 @@
 """The Risk agent's decision logic as pure functions on plain dicts (no Kafka here).
 
-State per paper account (a JSON-able dict kept in a Faust table):
-  {"account", "cash", "realised_pnl", "fees", "day", "start_of_day_equity", "peak_equity",
-   "positions": {symbol: {"quantity", "avg_price", "last_price"}}, "order_ts": [seconds, ...]}
+State per paper account: the paper book of streams.broker.book (shared with the broker).
 Market state per symbol: {"close", "ts_us", "returns": [last RETURNS_WINDOW close-to-close returns]}.
 
 A ConsensusDecision's target_position is a signed fraction of equity; the order it implies is the
@@ -13,66 +11,29 @@ from __future__ import annotations
 
 import math
 import statistics
-import uuid
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Mapping
 
 import risk_core as rc
+from streams.broker.book import equity
+from streams.bus.ids import derived_id
 from streams.market.bars import to_micros
-from streams.errors import ConfigError
+from streams.market.periods import infer_periods
+from streams.settings import RiskSettings  # defined with the one Settings (settings.risk)
 
 RETURNS_WINDOW = 20
 ORDER_HISTORY = 256
 
 
-@dataclass(frozen=True)
-class RiskSettings:
-    account: str = "paper"
-    initial_cash: float = 100_000.0
-    max_position_notional: float = 25_000.0
-    max_gross_exposure: float = 1.0
-    max_net_exposure: float = 1.0
-    max_order_notional: float = 20_000.0
-    max_orders_per_window: int = 30
-    rate_window_seconds: float = 86_400.0
-    max_daily_loss: float = 0.03
-    max_drawdown: float = 0.25
-    max_var: float = 0.02
-    var_confidence: float = 0.99
-    lot_size: float = 1.0
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "RiskSettings":
-        defaults, values = cls(), {}
-        for name, default in defaults.__dict__.items():
-            raw = env.get(f"RISK_{name.upper()}")
-            if raw is None:
-                continue
-            try:
-                values[name] = type(default)(raw)
-            except ValueError:
-                raise ConfigError(f"RISK_{name.upper()}={raw!r} is not a {type(default).__name__}") from None
-        return cls(**values)
-
-    def limits(self) -> rc.RiskLimits:
-        return rc.RiskLimits(
-            max_position_notional=self.max_position_notional, max_gross_exposure=self.max_gross_exposure,
-            max_net_exposure=self.max_net_exposure, max_order_notional=self.max_order_notional,
-            max_orders_per_window=self.max_orders_per_window, rate_window_seconds=self.rate_window_seconds,
-            max_daily_loss=self.max_daily_loss, max_drawdown=self.max_drawdown, max_var=self.max_var,
-            var_confidence=self.var_confidence, lot_size=self.lot_size,
-        )
-
-
-def new_portfolio(settings: RiskSettings) -> dict:
-    return {"account": settings.account, "cash": settings.initial_cash, "realised_pnl": 0.0, "fees": 0.0,
-            "day": None, "start_of_day_equity": settings.initial_cash, "peak_equity": settings.initial_cash,
-            "positions": {}, "order_ts": []}
-
-
-def equity(state: dict) -> float:
-    return state["cash"] + sum(p["quantity"] * p["last_price"] for p in state["positions"].values())
+def risk_limits(settings: RiskSettings) -> rc.RiskLimits:
+    """The engine's limits from the risk settings (settings.risk, RISK_*)."""
+    return rc.RiskLimits(
+        max_position_notional=settings.max_position_notional, max_gross_exposure=settings.max_gross_exposure,
+        max_net_exposure=settings.max_net_exposure, max_order_notional=settings.max_order_notional,
+        max_orders_per_window=settings.max_orders_per_window, rate_window_seconds=settings.rate_window_seconds,
+        max_daily_loss=settings.max_daily_loss, max_drawdown=settings.max_drawdown, max_var=settings.max_var,
+        var_confidence=settings.var_confidence, lot_size=settings.lot_size,
+    )
 
 
 def update_market(market: dict | None, bar: dict) -> dict:
@@ -89,37 +50,6 @@ def update_market(market: dict | None, bar: dict) -> dict:
 def volatility(market: dict) -> float:
     """Per-bar return stdev for the VaR limit (0 until there are two returns)."""
     return statistics.stdev(market["returns"]) if len(market["returns"]) >= 2 else 0.0
-
-
-def apply_fill(state: dict, fill: dict) -> dict:
-    """Cash, position, average price, realised PnL and fees after one Fill."""
-    signed = float(fill["quantity"]) * (1 if fill["side"] == "BUY" else -1)
-    price, fee = float(fill["price"]), float(fill["fee"])
-    positions = dict(state["positions"])
-    position = dict(positions.get(fill["symbol"], {"quantity": 0.0, "avg_price": 0.0, "last_price": price}))
-    old = position["quantity"]
-    realised = 0.0
-    if old * signed < 0:  # closing (part of) the position
-        closed = min(abs(signed), abs(old)) * (1 if old > 0 else -1)
-        realised = closed * (price - position["avg_price"])
-    new = old + signed
-    if abs(new) < 1e-12:
-        new, avg = 0.0, 0.0
-    elif old == 0 or old * new < 0:  # opened, or reversed through zero
-        avg = price
-    elif abs(new) > abs(old):  # added to the position
-        avg = (position["avg_price"] * old + price * signed) / new
-    else:
-        avg = position["avg_price"]
-    position.update(quantity=new, avg_price=avg, last_price=price)
-    if new == 0.0:
-        positions.pop(fill["symbol"], None)
-    else:
-        positions[fill["symbol"]] = position
-    updated = {**state, "positions": positions, "cash": state["cash"] - signed * price - fee,
-               "realised_pnl": state["realised_pnl"] + realised, "fees": state["fees"] + fee}
-    updated["peak_equity"] = max(updated["peak_equity"], equity(updated))
-    return updated
 
 
 def _roll_day(state: dict, ts: datetime) -> dict:
@@ -140,7 +70,9 @@ def judge(state: dict, decision: dict, markets: Mapping[str, dict], settings: Ri
     state["peak_equity"] = max(state["peak_equity"], equity(state))
     current = positions.get(symbol, {}).get("quantity", 0.0)
     # the verdict is about the decision's moment (event time), so replays stay deterministic
-    verdict = {"verdict_id": str(uuid.uuid4()), "decision_id": decision["decision_id"], "symbol": symbol,
+    # one verdict per decision and account: judging the decision again (after a restart) gives the same id
+    verdict = {"verdict_id": derived_id("verdict", decision["decision_id"], settings.account),
+               "decision_id": decision["decision_id"], "symbol": symbol,
                "ts": now or decision["ts"], "limits_checked": []}
     market = markets.get(symbol)
     if market is None:
@@ -157,7 +89,7 @@ def judge(state: dict, decision: dict, markets: Mapping[str, dict], settings: Ri
     if abs(requested) < max(settings.lot_size, 1e-9):
         return state, {**verdict, "verdict": "APPROVE", "requested_quantity": requested, "approved_quantity": 0.0,
                        "reason_codes": ["NO_CHANGE"]}
-    limits = settings.limits()
+    limits = risk_limits(settings)
     seconds = to_micros(decision["ts"]) / 1e6
     portfolio = rc.Portfolio(
         cash=state["cash"],
@@ -212,6 +144,7 @@ def backtest_result(request: dict, bars, now: datetime | None = None) -> dict:
     if not bars:
         return {**record, "error": f"no bars for {request['symbol']}"}
     params = {k: int(v) if k in ("fast", "slow", "lookback", "vol_window") else v for k, v in request["params"].items()}
+    params.setdefault("periods_per_year", infer_periods(bars.dates).per_year)  # annualised for the bars' spacing
     started = time.perf_counter()
     try:
         result = rc.backtest(bars.open, bars.close, high=bars.high, low=bars.low, volume=bars.volume,
@@ -223,4 +156,5 @@ def backtest_result(request: dict, bars, now: datetime | None = None) -> dict:
     elapsed = time.perf_counter() - started
     stats = {name: float(value) for name, value in result.stats.as_dict().items()}
     stats["trades"] = stats.pop("num_trades")
+    stats["periods_per_year"] = float(params["periods_per_year"])
     return {**record, "stats": stats, "elapsed_us": int(elapsed * 1e6)}

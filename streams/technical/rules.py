@@ -8,13 +8,13 @@ strength measured in units of recent volatility (risk_core's rolling volatility)
 from __future__ import annotations
 
 import math
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
 
 import risk_core as rc
+from streams.bus.ids import derived_id
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,10 @@ def vote(closes: list[float], rules: TechnicalRules) -> tuple[str, float, str]:
 
 def signal_record(bar: dict, action: str, confidence: float, rationale: str, rules: TechnicalRules,
                   agent: str = "technical") -> dict:
-    """The AgentSignal for a bar (schemas/avro/AgentSignal.avsc)."""
+    """The AgentSignal for a bar (schemas/avro/AgentSignal.avsc); the same bar gives the same id."""
     return {
-        "signal_id": str(uuid.uuid4()), "agent": agent, "symbol": bar["symbol"], "ts": bar["ts"],
+        "signal_id": derived_id("signal", agent, bar["symbol"], bar["interval"], bar["ts"], rules.version),
+        "agent": agent, "symbol": bar["symbol"], "ts": bar["ts"],
         "action": action, "confidence": confidence, "rationale": rationale, "model_version": rules.version,
         "input_refs": [f"bar:{bar['symbol']}:{bar['interval']}:{bar['ts'].astimezone(timezone.utc).isoformat()}"],
     }

@@ -76,3 +76,57 @@ def test_compose_registry_storage_is_postgres(compose: dict) -> None:
     kafka = compose["services"]["kafka"]["environment"]
     assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert kafka["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "true"
+
+
+def test_compose_runs_the_bridge_on_the_mesh(compose: dict) -> None:
+    """The README's "same mesh": `algo bridge` in the agents' image, on 127.0.0.1:8000, healthy when
+    /healthz answers, started once what it reads from is up and provisioned."""
+    services = compose["services"]
+    bridge = services["bridge"]
+    worker = services["worker-bars"]
+    assert (bridge["build"], bridge["image"], bridge["env_file"]) == (worker["build"], worker["image"], worker["env_file"])
+    assert bridge["command"] == ["bridge"]  # the image's entrypoint is `algo`
+    environment = bridge["environment"]
+    inside = Settings.from_env({k: v for k, v in environment.items() if v is not None})
+    assert inside.kafka_host_port == ("kafka", 19092) and inside.registry_host_port[0] == "registry"
+    assert inside.postgres_host_port[0] == "postgres"
+    assert inside.bridge_host == "0.0.0.0" and inside.bridge_port == 8000  # reachable through the port mapping
+    assert "ALGO_API_TOKEN" in environment and environment["ALGO_API_TOKEN"] is None  # the host's, never a literal
+    assert bridge["ports"] == ["127.0.0.1:8000:8000"]
+    test = bridge["healthcheck"]["test"]
+    assert test[0] == "CMD" and "http://127.0.0.1:8000/healthz" in " ".join(test)
+    depends = bridge["depends_on"]
+    for name in ("kafka", "registry", "postgres"):
+        assert depends[name]["condition"] == "service_healthy", name
+    assert depends["provision"]["condition"] == "service_completed_successfully"
+
+
+def test_the_bridge_healthcheck_command_checks_healthz(tmp_path) -> None:
+    """The healthcheck's own command, run against a stand-in server: 0 for 200, non-zero otherwise."""
+    import http.server
+    import re
+    import subprocess
+    import sys
+    import threading
+
+    yaml = pytest.importorskip("yaml")
+    test = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())["services"]["bridge"]["healthcheck"]["test"]
+    assert test[1] == "python"
+    statuses = {"/healthz": 200}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            self.send_response(statuses.get(self.path, 404))
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        command = [sys.executable, *(re.sub(r"127\.0\.0\.1:8000", f"127.0.0.1:{server.server_port}", part)
+                                     for part in test[2:])]
+        assert subprocess.run(command, timeout=30).returncode == 0
+        statuses["/healthz"] = 503
+        assert subprocess.run(command, timeout=30, capture_output=True).returncode != 0
+        server.shutdown()

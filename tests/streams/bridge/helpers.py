@@ -35,7 +35,7 @@ def unique_symbol(prefix: str = "BR") -> str:
 class BridgeThread:
     """create_app(settings, **kwargs) served on 127.0.0.1:<free port> from a background thread."""
 
-    def __init__(self, settings: Settings, token: str = "test-token", **kwargs) -> None:
+    def __init__(self, settings: Settings, token: str = "test-token-0123456789", **kwargs) -> None:
         from streams.bridge.server import create_app
 
         self.settings = dataclasses.replace(settings, api_token=token)
@@ -104,7 +104,7 @@ def wait_ready(url: str, timeout: float = 60) -> dict:
 class BridgeProcess:
     """`algo bridge` as users run it, in a subprocess with its own token and port."""
 
-    def __init__(self, log_path: Path, token: str = "test-token", **env: str) -> None:
+    def __init__(self, log_path: Path, token: str = "test-token-0123456789", **env: str) -> None:
         self.token = token
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -13,7 +13,7 @@ from streams.bridge.api import BRIDGE, STATIC_DIR, openapi_document
 from streams.settings import Settings
 from tests.streams.bridge.fakes import FakePublisher, FakeStore
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TICK = {"symbol": "AAPL", "ts": "2013-03-01T14:30:00Z", "price": 438.0, "size": 100}
 

@@ -54,7 +54,8 @@ def test_a_busy_port_is_a_one_line_error():
         busy.listen()
         port = busy.getsockname()[1]
         result = subprocess.run([sys.executable, "-m", "ops.cli", "bridge", "--port", str(port)], cwd=ROOT,
-                                capture_output=True, text=True, timeout=60, env={**os.environ, "ALGO_API_TOKEN": "x"})
+                                capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "ALGO_API_TOKEN": "busy-port-token-0123456789"})
     assert result.returncode == 1
     assert f"error: cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr

@@ -73,6 +73,7 @@ def test_timestamps(text, expected):
     (good_tick(symbol="A" * 33), "symbol", "1-32"),
     (good_tick(symbol="AA PL"), "symbol", "1-32"),
     (good_tick(symbol=5), "symbol", "must be a string"),
+    (good_tick(symbol="AAPL\n"), "symbol", "1-32"),  # full matches: `$` would allow a final newline
     (good_tick(ts="yesterday"), "ts", "ISO 8601"),
     (good_tick(ts=1.5), "ts", "ISO 8601 string or integer"),
     (good_tick(ts=10**20), "ts", "out of range"),
@@ -163,3 +164,14 @@ def test_error_body_is_json_serialisable():
     body = caught.value.body()
     assert len(body["errors"]) == 50
     json.dumps(body)
+
+
+def test_symbols_and_parameters_are_full_matches():
+    """re's `$` matches before a trailing newline; every check must see the whole value."""
+    q = MultiDict
+    assert problem(parse_news, {"ts": "2013-03-01", "headline": "x", "symbols": ["AAPL\n"]}) == \
+        ("symbols", "item 0 must be 1-32 characters of A-Z a-z 0-9 . ^ = : / _ -")
+    for call, args in [(query_symbol, (q(symbol="AAPL\n"),)), (query_interval, (q(interval="1d\n"), "1d")),
+                       (query_int, (q(limit="5\n"), "limit", 50, 1, 1000))]:
+        with pytest.raises(InputError):
+            call(*args)

@@ -5,6 +5,7 @@ import asyncio
 import json
 
 import pytest
+from aiohttp import WSMsgType
 
 from streams.bridge.metrics import BridgeMetrics
 from streams.bridge.hub import CLOSE_TRY_AGAIN_LATER, Command, CommandError, StreamHub, event_symbols, parse_command
@@ -20,9 +21,10 @@ class FakeSocket:
         self._gate = asyncio.Event()
         self._gate.set()
 
-    async def send_str(self, text: str) -> None:
+    async def send_frame(self, payload: bytes, opcode: WSMsgType) -> None:
         await self._gate.wait()
-        self.sent.append(json.loads(text))
+        assert opcode == WSMsgType.TEXT  # browsers' JSON.parse wants text frames
+        self.sent.append(json.loads(payload))
 
     async def close(self, code: int = 1000, message: bytes = b"") -> None:
         self.closed_with = (code, message)
@@ -32,6 +34,19 @@ class FakeSocket:
 
     def of_type(self, kind: str) -> list[dict]:
         return [m for m in self.sent if m["type"] == kind]
+
+
+class FakeTransport:
+    """What the hub asks of a connection's transport: whether it has data buffered."""
+
+    def __init__(self) -> None:
+        self.buffered = 0
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def is_closing(self) -> bool:
+        return False
 
 
 def make_hub(**kwargs) -> StreamHub:
@@ -57,6 +72,7 @@ def test_parse_command():
         ("nope", "not JSON"), ("[]", "JSON object"), ('{"action": "dance"}', "unknown action"),
         ('{"action": "subscribe"}', "topics"), ('{"action": "subscribe", "topics": ["nope"]}', "unknown topic"),
         ('{"action": "subscribe", "topics": ["fills"], "symbols": ["a b"]}', "not a symbol"),
+        ('{"action": "subscribe", "topics": ["fills"], "symbols": ["AAPL\\n"]}', "not a symbol"),
         ('{"action": "subscribe", "topics": ["fills"], "since": -1}', "since"),
         ('{"action": "subscribe", "topics": ["fills"], "since": true}', "since"),
         ('{"action": "subscribe", "topics": ["fills"], "colour": 1}', "unknown field"),
@@ -169,6 +185,53 @@ async def test_a_slow_client_is_dropped_without_holding_up_the_others():
     assert slow_client not in hub.clients and fast_client in hub.clients
     assert len(slow_client.pending) == 0  # its backlog is freed
     assert hub.metrics.ws_dropped_clients._value.get() == 1
+    await hub.stop()
+
+
+async def test_clients_that_keep_up_are_sent_inline_and_a_backed_up_one_does_not_hold_them():
+    """With transports: a client whose socket has nothing buffered is sent to by the hub's flusher in
+    one pass; one with data buffered (a peer that stopped reading) gets its own writer, waits there on
+    flow control, fills its queue and is dropped, while the others get every event."""
+    hub = make_hub(queue_size=5)
+    sockets = [FakeSocket() for _ in range(50)]
+    transports = [FakeTransport() for _ in sockets]
+    clients = [hub.attach(ws, f"c{i}", transport) for i, (ws, transport) in enumerate(zip(sockets, transports))]
+    for client in clients:
+        await hub.handle(client, json.dumps({"action": "subscribe", "topics": ["fills"]}))
+    await settle()
+    stuck, stuck_transport = sockets[0], transports[0]
+    stuck.stall()
+    stuck_transport.buffered = 1 << 20
+    for i in range(20):
+        hub.emit("fills", "AAPL", 0, i, None, {"symbol": "AAPL", "n": i})
+        await settle()
+    for ws in sockets[1:]:
+        assert [e["value"]["n"] for e in ws.of_type("event")] == list(range(20))
+    assert stuck.closed_with is not None and stuck.closed_with[0] == CLOSE_TRY_AGAIN_LATER
+    assert clients[0] not in hub.clients and clients[0].writing  # it was left to its writer
+    assert not any(c.writing for c in clients[1:])  # the others never needed one
+    await hub.stop()
+
+
+async def test_a_kafka_batch_larger_than_the_queue_does_not_drop_a_client_that_keeps_up():
+    from types import SimpleNamespace
+
+    class Codecs:
+        def for_topic(self, topic):
+            return SimpleNamespace(decode=lambda value: {"symbol": "AAPL", "n": int(value)})
+
+    hub = StreamHub(Settings(), kafka=False, metrics=BridgeMetrics(), heartbeat_s=0, queue_size=10, codecs=Codecs())
+    ws = FakeSocket()
+    client = hub.attach(ws, "reader", FakeTransport())
+    await hub.handle(client, json.dumps({"action": "subscribe", "topics": ["fills"]}))
+    from aiokafka import TopicPartition
+
+    tp = TopicPartition("fills", 0)
+    batch = [SimpleNamespace(key=b"AAPL", value=str(i).encode(), offset=i, timestamp=0) for i in range(50)]
+    await hub._dispatch({tp: batch})
+    await settle()
+    assert [e["value"]["n"] for e in ws.of_type("event")] == list(range(50))
+    assert client in hub.clients and ws.closed_with is None
     await hub.stop()
 
 

@@ -1,7 +1,7 @@
 import pytest
 
-from streams.broker.fills import BrokerSettings, book_rows, fill_bar, fill_record, mark, order_from_verdict, remember_bar
-from streams.risk.rules import RiskSettings, apply_fill, new_portfolio
+from streams.broker.book import apply_fill, book_rows, mark, new_portfolio
+from streams.broker.fills import BrokerSettings, fill_bar, fill_record, order_from_verdict, remember_bar
 from streams.bus.schemas import validation_errors
 from tests import fixtures
 
@@ -38,7 +38,7 @@ def test_remember_bar_replaces_a_re_emitted_bar_and_keeps_order():
 
 
 def test_book_rows_report_cash_equity_pnl_and_exposure():
-    state = apply_fill(new_portfolio(RiskSettings()), fixtures.fill(quantity=100, price=100, fee=1))
+    state = apply_fill(new_portfolio("paper", 100_000.0), fixtures.fill(quantity=100, price=100, fee=1))
     state = mark(state, "AAPL", 110.0)
     account, positions = book_rows(state)
     assert account[:6] == ("paper", 100_000 - 10_001, 100_000 - 10_001 + 11_000, 0.0, 1_000.0, 1.0)
@@ -67,3 +67,34 @@ def test_an_open_order_recovered_from_the_changelog_with_an_iso_time_still_fills
     assert isinstance(recovered["ts"], str)
     recent = remember_bar(None, fixtures.bar(ts=fixtures.T0.replace(day=6, hour=0), open=101.0))
     assert fill_bar(recovered, recent) == fill_bar(order, recent) is not None
+
+
+def test_order_and_fill_ids_derive_from_the_decision_the_account_and_the_order():
+    order = order_from_verdict(verdict(), "paper")
+    assert order == order_from_verdict(verdict(), "paper")  # the same verdict read again: the same order
+    # a re-judged verdict (another size, even another verdict id) for the same decision is the same order
+    assert order_from_verdict(verdict(verdict_id="v2", approved_quantity=30.0), "paper")["order_id"] == order["order_id"]
+    assert order_from_verdict(verdict(decision_id="d2"), "paper")["order_id"] != order["order_id"]
+    assert order_from_verdict(verdict(), "other")["order_id"] != order["order_id"]
+    bar = {"ts_us": 981_417_600_000_000, "open": 101.0, "close": 102.0}
+    fill = fill_record(order, bar, BrokerSettings())
+    assert fill == fill_record(order, bar, BrokerSettings())
+    other = order_from_verdict(verdict(decision_id="d2"), "paper")
+    assert fill_record(other, bar, BrokerSettings())["fill_id"] != fill["fill_id"]
+
+
+def test_the_broker_drops_an_order_it_has_placed_and_a_fill_it_has_booked():
+    from streams.broker.fills import already_placed, book_fill
+
+    book = new_portfolio("paper", 100_000.0)
+    order = order_from_verdict(verdict(), "paper")
+    assert not already_placed(order, [], book)
+    assert already_placed(order_from_verdict(verdict(verdict_id="v2"), "paper"), [order], book)  # still open
+    recent = remember_bar(None, fixtures.bar(ts=fixtures.T0.replace(day=6, hour=0), open=101.0))
+    fill = fill_record(order, fill_bar(order, recent), BrokerSettings())
+    booked = book_fill(book, fill)
+    assert booked["positions"]["AAPL"]["quantity"] == 100
+    assert already_placed(order, [], booked)  # filled: its verdict read again places nothing
+    assert book_fill(booked, fill) is None  # the same fill again changes nothing
+    assert book_fill(booked, fill_record(order_from_verdict(verdict(decision_id="d2"), "paper"),
+                                         fill_bar(order, recent), BrokerSettings()))["positions"]["AAPL"]["quantity"] == 200

@@ -1,14 +1,17 @@
 import json
 import uuid
 
+import httpx
 import pytest
 from confluent_kafka.schema_registry import Schema
 
 from streams.bus.codecs import AvroCodec, FaustAvroCodec, registry_client
-from streams.errors import CodecError, RegistryError
+from streams.errors import CodecError, RegistryError, ServiceUnavailable
+from streams.outages import REGISTRY
 from streams.bus.schemas import all_schema_names, schema_str, validation_errors
 from streams.bus.topics import ALL_TOPICS, topic_spec
 from tests import fixtures
+from tests.streams.bus.flaky_registry import answered, flaky_codec, refused
 
 
 @pytest.fixture
@@ -73,3 +76,64 @@ def test_faust_codec_delegates_and_rejects_non_dicts(client):
     assert codec.loads(codec.dumps(record)) == record
     with pytest.raises(CodecError):
         codec.dumps("not a dict")
+
+
+# --- a registry outage is not a bad message ---------------------------------------------------------------
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_registry_is_service_unavailable_at_once_not_a_codec_error():
+    import time
+
+    client = registry_client(f"http://127.0.0.1:{_closed_port()}/apis/ccompat/v7")
+    codec = AvroCodec(topic_spec("market.ticks"), client)
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailable, match="schema registry is unavailable: .*refused") as raised:
+        codec.encode(fixtures.tick())
+    assert raised.value.service == REGISTRY
+    with pytest.raises(ServiceUnavailable) as raised:
+        codec.decode(b"\x00\x00\x00\x00\x07" + b"\x02" * 20)
+    assert not isinstance(raised.value, CodecError)
+    assert time.monotonic() - started < 2  # the client does not retry inside: callers own the policy
+
+
+@pytest.mark.parametrize("failure", [refused(), answered(500), answered(503), answered(429),
+                                     httpx.ReadTimeout("timed out")], ids=str)
+def test_registry_outage_while_decoding_is_transient_and_the_message_decodes_after(failure):
+    codec, registry, data = flaky_codec("market.bars", failure)
+    with pytest.raises(ServiceUnavailable):
+        codec.decode(data)
+    assert codec.decode(data) == fixtures.bar()  # the same bytes, once the registry answers
+    assert registry.calls == 2
+
+
+@pytest.mark.parametrize("failure", [refused(), answered(502), httpx.ConnectTimeout("timed out")], ids=str)
+def test_registry_outage_while_encoding_is_transient(failure):
+    codec, _, _ = flaky_codec("market.ticks", failure)
+    with pytest.raises(ServiceUnavailable):
+        codec.encode(fixtures.tick())
+    assert codec.decode(codec.encode(fixtures.tick())) == fixtures.tick()
+
+
+def test_schema_id_the_registry_answers_404_for_is_a_poison_message():
+    codec, _, data = flaky_codec("market.bars", answered(404))
+    with pytest.raises(CodecError, match="unknown writer schema id"):
+        codec.decode(data)
+
+
+@pytest.mark.parametrize("error,outage", [
+    (refused(), True), (httpx.ReadTimeout("timed out"), True), (answered(500), True), (answered(401), True),
+    (answered(404), False), (ValueError("bad bytes"), False), (EOFError(), False)], ids=repr)
+def test_decoding_outage_tells_the_registry_failing_from_the_message_failing(error, outage):
+    """What `algo tail` and AvroCodec.decode use: an outage stops the command, a bad message is shown."""
+    from streams.bus.codecs import decoding_outage
+
+    found = decoding_outage(error)
+    assert (found is not None) == outage
+    assert found is None or found.service == REGISTRY

@@ -82,3 +82,14 @@ def test_only_changes_of_stance_are_published():
     assert not is_new_stance({"action": "BUY", "target": 0.12}, decision)
     assert is_new_stance({"action": "BUY", "target": 0.25}, decision)
     assert is_new_stance({"action": "SELL", "target": -0.1}, decision)
+
+
+def test_the_same_votes_give_the_same_decision_id_and_other_votes_another():
+    technical, quant = at(5, agent="technical", action="BUY", confidence=0.8), at(5, agent="quant", action="BUY")
+    decision = decide("AAPL", votes(technical, quant), {}, RULES)
+    assert decide("AAPL", votes(quant, technical), {}, RULES)["decision_id"] == decision["decision_id"]
+    assert decide("MSFT", votes(technical, quant), {}, RULES)["decision_id"] != decision["decision_id"]
+    newer = at(5, agent="quant", action="BUY")  # another signal at the same moment
+    assert decide("AAPL", votes(technical, newer), {}, RULES)["decision_id"] != decision["decision_id"]
+    later = decide("AAPL", votes(technical, quant), {}, RULES, now=fixtures.T0.replace(day=6))
+    assert later["decision_id"] != decision["decision_id"]

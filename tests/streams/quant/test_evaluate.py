@@ -119,3 +119,28 @@ def test_cli_evaluate_explains_bad_input_in_one_line(tmp_path):
     assert result.exit_code == 2 and "--seeds" in result.output
     result = runner.invoke(cli, ["quant", "evaluate", "--csv", str(tmp_path / "missing.csv")])
     assert result.exit_code == 1 and "no such file" in result.output
+
+
+def test_cli_evaluate_annualises_with_the_bars_periods_per_year(tmp_path):
+    import pandas as pd
+
+    # three US equity sessions of 6.5 h (14:30 .. 21:00 UTC) in minute bars
+    first, *rest = [pd.date_range(f"{d.date()} 14:30", periods=390, freq="min")
+                    for d in pd.bdate_range("2021-01-04", periods=3)]
+    minutes = first.append(rest)
+    frame = fixtures.ohlcv(len(minutes), 7)
+    frame["date"] = minutes.strftime("%Y-%m-%dT%H:%M:%SZ")
+    csv = tmp_path / "minutes.csv"
+    frame.to_csv(csv, index=False)
+    args = ["quant", "evaluate", "--csv", str(csv), "--seeds", "1", "--folds", "2", "--timesteps", "256",
+            "--out", str(tmp_path / "out"), "--json"]
+    inferred = json.loads(CliRunner().invoke(cli, args).output)
+    assert inferred["periods_per_year"] == 390 * 252 and "1min bars, 390 a day" in inferred["periods_per_year_basis"]
+    daily = json.loads(CliRunner().invoke(cli, args + ["--periods-per-year", "252"]).output)
+    assert daily["periods_per_year"] == 252 and daily["periods_per_year_basis"] == "252 (--periods-per-year)"
+    hold, hold_daily = inferred["baselines"]["buy_and_hold"], daily["baselines"]["buy_and_hold"]
+    assert hold["total_return"] == hold_daily["total_return"]
+    assert hold["sharpe"] == pytest.approx(hold_daily["sharpe"] * np.sqrt(390), rel=1e-9)
+    assert hold["turnover_per_year"] == pytest.approx(hold_daily["turnover_per_year"] * 390, rel=1e-9)
+    table = CliRunner().invoke(cli, args[:-1]).output
+    assert "periods per year: 98280 (inferred: 1min bars, 390 a day, 252 days a year" in table

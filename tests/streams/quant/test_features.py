@@ -53,10 +53,21 @@ def test_the_features_mean_what_the_docstring_says():
     assert row[SPEC.window + 1] == pytest.approx(np.clip(trend, -5, 5))
 
 
-def test_a_flat_price_stretch_leaves_rows_undefined_instead_of_dividing_by_zero():
+def test_a_flat_price_stretch_gives_zero_features_instead_of_undefined_rows():
     c = np.full(150, 20.0)
-    assert np.isnan(feature_matrix(c, SPEC)).all()
-    assert latest_features(list(c), SPEC) is None
+    matrix = feature_matrix(c, SPEC)
+    assert np.isnan(matrix[: SPEC.warmup - 1]).all() and (matrix[SPEC.warmup - 1:] == 0).all()
+    assert (latest_features(list(c), SPEC) == 0).all()
+
+
+def test_after_warm_up_every_row_is_finite_whatever_flat_runs_the_closes_hold():
+    c = closes(400).copy()
+    c[100:230] = c[99]  # a long flat run (old or illiquid data)
+    c[300:312] = c[299]  # a quiet short window inside a moving long one
+    matrix = feature_matrix(c, SPEC)
+    assert np.isfinite(matrix[SPEC.warmup - 1:]).all()
+    assert matrix[311, SPEC.window] == -SPEC.clip  # the lowest vol regime, not log(0)
+    assert matrix[229, : SPEC.window].tolist() == [0.0] * SPEC.window
 
 
 def test_observation_appends_the_position_and_the_spec_round_trips():

@@ -199,10 +199,10 @@ def test_the_registry_serves_rebuilt_policies_and_refuses_pickles(provisioned, p
     assert not trap.exists()
 
     with psycopg.connect(provisioned.database_url, autocommit=True) as conn:
-        conn.execute("""INSERT INTO model_versions (model, version, algorithm, data_source, bars, features,
+        conn.execute("""INSERT INTO model_versions (namespace, model, version, algorithm, data_source, bars, features,
                             hyperparameters, metadata, artifact, artifact_sha256, artifact_format)
-                        VALUES (%s, %s, 'PPO', 'test', 0, '{}', '{}', %s, %s, '', 'sb3-zip')""",
-                     (model, f"{model}-old", Jsonb({"version": f"{model}-old"}), pickle.dumps(_Trap(str(trap)))))
+                        VALUES (%s, %s, %s, 'PPO', 'test', 0, '{}', '{}', %s, %s, '', 'sb3-zip')""",
+                     (provisioned.model_namespace, model, f"{model}-old", Jsonb({"version": f"{model}-old"}), pickle.dumps(_Trap(str(trap)))))
         try:
             with pytest.raises(ModelError, match="never loaded"):
                 qm.fetch(provisioned, version=f"{model}-old")

@@ -45,3 +45,11 @@ def test_the_signal_is_a_valid_agent_signal_with_the_model_version():
     assert signal_record(bar, "v", 0.0, 0.4, "")["action"] == "HOLD"
     assert signal_record(bar, "v", 1.0, 1.0000001, "")["confidence"] == 1.0
     assert validation_errors("AgentSignal", record) == []
+
+
+def test_a_bar_scored_again_by_the_same_model_gives_the_same_signal_id():
+    bar = fixtures.bar()
+    first = signal_record(bar, "quant-ppo-abc", 1.0, 0.7, "")
+    assert signal_record(bar, "quant-ppo-abc", 1.0, 0.7, "")["signal_id"] == first["signal_id"]
+    assert signal_record(bar, "quant-ppo-def", 1.0, 0.7, "")["signal_id"] != first["signal_id"]
+    assert signal_record(fixtures.bar(symbol="MSFT"), "quant-ppo-abc", 1.0, 0.7, "")["signal_id"] != first["signal_id"]

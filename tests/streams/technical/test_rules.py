@@ -34,3 +34,15 @@ def test_signal_record_fits_the_schema():
     record = signal_record(bar, "BUY", 0.5, "why", RULES)
     assert validation_errors("AgentSignal", record) == [] and record["model_version"] == RULES.version
     assert record["input_refs"] == ["bar:AAPL:1d:2001-02-05T00:00:00+00:00"]
+
+
+def test_a_bar_voted_on_again_gives_the_same_signal_id():
+    bar = fixtures.bar()
+    first = signal_record(bar, "BUY", 0.5, "why", RULES)
+    assert signal_record(bar, "BUY", 0.5, "why", RULES)["signal_id"] == first["signal_id"]
+    others = [signal_record(fixtures.bar(symbol="MSFT"), "BUY", 0.5, "why", RULES),
+              signal_record(fixtures.bar(ts=bar["ts"].replace(day=6)), "BUY", 0.5, "why", RULES),
+              signal_record(fixtures.bar(interval="1h"), "BUY", 0.5, "why", RULES),
+              signal_record(bar, "BUY", 0.5, "why", TechnicalRules()),  # another rule set, another model version
+              signal_record(bar, "BUY", 0.5, "why", RULES, agent="technical-2")]
+    assert len({first["signal_id"], *(o["signal_id"] for o in others)}) == 6

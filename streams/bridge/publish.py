@@ -72,8 +72,9 @@ class Publisher:
             return self._producer
 
     def _serve(self) -> None:
-        while not self._stop.is_set():
-            self._producer.poll(0.05)
+        producer, stop = self._producer, self._stop  # close() replaces both
+        while not stop.is_set():
+            producer.poll(0.05)
 
     async def publish(self, topic: str, items: list[tuple[str, dict]]) -> list[Delivered]:
         """Encodes and produces (key, record) pairs to `topic`; returns where each landed.
@@ -120,6 +121,9 @@ class Publisher:
         self._stop.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 2)
+        # librdkafka clients live until the last reference goes: a kept one reconnects forever
+        self._producer, self._thread = None, None
+        self._stop = threading.Event()
 
 
 class _DeliveryFailed(Exception):

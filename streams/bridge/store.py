@@ -112,6 +112,7 @@ class Store:
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()
+        self._admin = None  # an AdminClient has no close(): dropping the last reference destroys it
 
     async def query(self, sql: str, params: dict | None = None) -> list[dict]:
         import psycopg

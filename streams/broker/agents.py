@@ -50,7 +50,8 @@ async def _fill(order: dict, bar: dict) -> None:
     fill = fill_record(order, bar, broker_settings)
     booked = book_fill(_book(), fill)
     if booked is None:
-        log.info("broker: repeat of fill %s (order %s) dropped: already in the book", fill["fill_id"], order["order_id"])
+        log.info("broker: repeat of fill %s (order %s) dropped: already in the book", fill["fill_id"],
+                 order["order_id"])
         return
     await fills_topic.send(key=order["symbol"].encode(), value=fill)
     account_to_book[broker_settings.account] = booked

@@ -10,9 +10,9 @@ Why two agents fold the same fills with the same function: they run in different
 Faust table is only readable in the worker that owns it. The risk agent needs the book before
 every pre-trade check (positions, cash, peak equity), the broker needs it to mark positions and
 write accounts/positions to Postgres. Sharing one table would put a Kafka round trip in front of
-every verdict, so each keeps its own copy, built by `apply_fill` over the same events: the broker
-folds each fill as it sends it to the fills topic, the risk agent folds what it reads from that
-topic. Both start from `new_portfolio` with the same account and cash (RISK_ACCOUNT,
+every verdict, so each keeps its own copy, built by `apply_fill` over the same events (through
+streams.broker.fills.book_fill, which applies a fill id once): the broker folds each fill as it
+sends it to the fills topic, the risk agent folds what it reads from that topic. Both start from `new_portfolio` with the same account and cash (RISK_ACCOUNT,
 RISK_INITIAL_CASH), so once the risk agent has read the fills the broker sent, the two agree on
 cash, positions, average prices, realised PnL and fees (apply_fill is deterministic; fills of
 different symbols commute on everything but peak equity, a high-water mark). Prices differ only

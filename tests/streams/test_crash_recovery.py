@@ -244,25 +244,35 @@ def test_killed_broker_and_risk_workers_never_order_or_fill_twice(provisioned, t
         # the restarted workers did re-read work of the killed ones (else this test proved nothing):
         # they dropped a repeat, or a copy of an id reached a topic twice
         repeats = sum(workers.text(name, 1).count("repeat of") for name in ("broker", "risk"))
-        copies_on_topics = (len(orders) - len(distinct_orders)) + (len(fills) - len(distinct_fills)) + \
-            (len(verdicts) - len({v["verdict_id"] for v in verdicts}))
+        copies_on_topics = ((len(orders) - len(distinct_orders)) + (len(fills) - len(distinct_fills))
+                            + (len(verdicts) - len({v["verdict_id"] for v in verdicts})))
         print(f"{len(distinct_orders)} orders, {len(distinct_fills)} fills; repeats dropped by the restarted "
               f"workers: {repeats}; same-id copies on the topics: {copies_on_topics}")
         assert repeats + copies_on_topics > 0, "the kills hit no uncommitted work: nothing was re-processed"
 
         # the vault holds each order and fill once, and all of them (a repeat was dropped, nothing lost)
-        with psycopg.connect(settings.database_url) as conn:
-            rows = conn.execute("SELECT order_id, decision_id FROM orders WHERE account = %s", (account,)).fetchall()
-            fill_rows = conn.execute("SELECT fill_id, order_id FROM fills WHERE account = %s", (account,)).fetchall()
-            book = conn.execute("SELECT cash, fees FROM accounts WHERE account = %s", (account,)).fetchone()
-            positions = dict(conn.execute("SELECT symbol, quantity FROM positions WHERE account = %s",
-                                          (account,)).fetchall())
+        quantity = sum(signed(f) for f in distinct_fills.values())
+        cash = INITIAL_CASH - sum(signed(f) * f["price"] + f["fee"] for f in distinct_fills.values())
+
+        def vault():
+            with psycopg.connect(settings.database_url) as conn:
+                return (conn.execute("SELECT order_id, decision_id FROM orders WHERE account = %s",
+                                     (account,)).fetchall(),
+                        conn.execute("SELECT fill_id, order_id FROM fills WHERE account = %s", (account,)).fetchall(),
+                        conn.execute("SELECT cash FROM accounts WHERE account = %s", (account,)).fetchone(),
+                        dict(conn.execute("SELECT symbol, quantity FROM positions WHERE account = %s",
+                                          (account,)).fetchall()))
+
+        # the broker writes its book every second while it changes: give the last write a moment
+        for _ in range(20):
+            rows, fill_rows, book, positions = vault()
+            if book is not None and abs(float(book[0]) - cash) < 0.01:
+                break
+            time.sleep(0.5)
         assert {r[0] for r in rows} == set(distinct_orders) and len({r[1] for r in rows}) == len(rows)
         assert {r[0] for r in fill_rows} == set(distinct_fills) and len({r[1] for r in fill_rows}) == len(fill_rows)
 
         # both books applied each fill once: the broker's (in Postgres) and the risk agent's (its table's changelog)
-        quantity = sum(signed(f) for f in distinct_fills.values())
-        cash = INITIAL_CASH - sum(signed(f) * f["price"] + f["fee"] for f in distinct_fills.values())
         assert book is not None and float(book[0]) == pytest.approx(cash, abs=0.01)
         assert float(positions.get(symbol, 0.0)) == pytest.approx(quantity, abs=1e-6)
         risk_book = latest_table_value(settings, f"{app_id}-risk-account_to_portfolio-changelog", account)

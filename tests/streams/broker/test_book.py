@@ -12,8 +12,11 @@ def test_risk_and_broker_agents_fold_fills_with_the_one_book():
     import streams.risk.agents as risk_agents
     import streams.risk.rules as rules
 
-    for name in ("apply_fill", "new_portfolio"):
-        assert getattr(risk_agents, name) is getattr(book, name) is getattr(broker_agents, name)
+    import streams.broker.fills as fills
+
+    assert risk_agents.new_portfolio is book.new_portfolio is broker_agents.new_portfolio
+    # both fold a fill once (a repeat after a restart is dropped) through the one apply_fill
+    assert risk_agents.book_fill is fills.book_fill is broker_agents.book_fill and fills.apply_fill is book.apply_fill
     assert not hasattr(rules, "apply_fill") and not hasattr(rules, "new_portfolio")  # no second copy to drift
 
 

@@ -96,5 +96,6 @@ def test_the_broker_drops_an_order_it_has_placed_and_a_fill_it_has_booked():
     assert booked["positions"]["AAPL"]["quantity"] == 100
     assert already_placed(order, [], booked)  # filled: its verdict read again places nothing
     assert book_fill(booked, fill) is None  # the same fill again changes nothing
-    assert book_fill(booked, fill_record(order_from_verdict(verdict(decision_id="d2"), "paper"),
-                                         fill_bar(order, recent), BrokerSettings()))["positions"]["AAPL"]["quantity"] == 200
+    another = fill_record(order_from_verdict(verdict(decision_id="d2"), "paper"), fill_bar(order, recent),
+                          BrokerSettings())
+    assert book_fill(booked, another)["positions"]["AAPL"]["quantity"] == 200  # another order's fill counts

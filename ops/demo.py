@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
@@ -344,11 +344,16 @@ def ensure_quant_model(settings: Settings, say) -> str:
     return summary["version"]
 
 
-def signal_counts(settings: Settings, symbols: list[str]) -> dict[str, int]:
-    """Votes per agent on these symbols in the signals table."""
+def signal_counts(settings: Settings, series) -> dict[str, int]:
+    """Votes per agent on the replayed bars (their symbols, from the first bar to the end of the last).
+    Signal ids derive from the bar and the agent, so a rerun's votes are the same rows: counting the
+    replayed span, not new rows, gives this run's votes."""
+    start = min(s.dates[0] for s in series).astype("datetime64[us]").item().replace(tzinfo=timezone.utc)
+    end = max(s.dates[-1] for s in series).astype("datetime64[us]").item().replace(tzinfo=timezone.utc)
+    end += timedelta(seconds=settings.bar_interval_seconds)
     with psycopg.connect(settings.database_url) as conn:
-        rows = conn.execute("SELECT agent, count(*) FROM signals WHERE symbol = ANY(%s) GROUP BY agent",
-                            (symbols,)).fetchall()
+        rows = conn.execute("SELECT agent, count(*) FROM signals WHERE symbol = ANY(%s) AND ts >= %s AND ts <= %s "
+                            "GROUP BY agent", ([s.symbol for s in series], start, end)).fetchall()
     return {agent: count for agent, count in rows}
 
 
@@ -380,7 +385,6 @@ def _run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool,
     stack_seconds = time.perf_counter() - started
     provision(settings, progress=say)
     quant_version = ensure_quant_model(settings, say)
-    signals_before = signal_counts(settings, names)
     account = f"demo-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     decisions_before = topic_size(settings, "consensus.decisions")
     say(f"starting workers {', '.join(DEMO_WORKERS)} for paper account {account} "
@@ -442,8 +446,7 @@ def _run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool,
         "trading_loop_seconds": round(loop_seconds, 1),
         "book": book,
         "quant_model": quant_version,
-        "signals_by_agent": {agent: count - signals_before.get(agent, 0)
-                             for agent, count in sorted(signal_counts(settings, names).items())},
+        "signals_by_agent": dict(sorted(signal_counts(settings, series).items())),
         "dashboard_url": dashboard_url,
         "per_symbol": per_symbol,
     }

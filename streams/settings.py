@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import os
 import re
@@ -199,12 +200,23 @@ class _Environment:
         for name in sorted(self.env):
             if not name.startswith(OWN_PREFIXES) or name in self.read or name in NOT_SETTINGS:
                 continue
+            if name.startswith("BROKER_") and name in faust_env_names():
+                continue
             if name in RETIRED:
                 raise ConfigError(f"{name} is no longer read: {RETIRED[name]}")
             close = difflib.get_close_matches(name, sorted(self.read), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(f"{name} is not a setting{hint}; unset it or fix its name "
                               f"(variables under {', '.join(OWN_PREFIXES)} are this project's)")
+
+
+@functools.lru_cache(maxsize=1)
+def faust_env_names() -> frozenset[str]:
+    """The variables Faust itself reads (BROKER_COMMIT_INTERVAL, BROKER_SESSION_TIMEOUT, ...): they
+    share our BROKER_ prefix but tune the Faust worker, so they are not typos of ours."""
+    from faust.types.settings import Settings as FaustSettings
+
+    return frozenset(name for value in vars(FaustSettings).values() if (name := getattr(value, "env_name", None)))
 
 
 def _name_check(value: str) -> None:

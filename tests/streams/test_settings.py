@@ -209,3 +209,10 @@ def test_every_command_checks_the_settings_first():
     result = CliRunner().invoke(cli, ["provision"], env={"ALGO_API_TOKEN": "short"})
     assert result.exit_code == 1
     assert _one_line_error(result.output).startswith("error: ALGO_API_TOKEN is 5 characters: use at least 16")
+
+
+def test_faust_own_broker_variables_are_not_taken_for_typos_of_ours():
+    settings = Settings.from_env({"BROKER_COMMIT_INTERVAL": "2.0", "BROKER_SESSION_TIMEOUT": "30"})
+    assert settings.broker.fee_bps == Settings().broker.fee_bps
+    with pytest.raises(ConfigError, match="BROKER_FEE_BSP is not a setting"):
+        Settings.from_env({"BROKER_FEE_BSP": "2"})

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from streams.errors import AlgoError
 from streams.settings import Settings
@@ -105,18 +106,21 @@ def start_bridge(settings: Settings, token: str, timeout: float = 60) -> tuple[s
         process = subprocess.Popen([sys.executable, "-m", "ops.cli", "bridge"], stdout=log, stderr=subprocess.STDOUT,
                                    env={**os.environ, "ALGO_API_TOKEN": token}, start_new_session=True)
     base = f"http://{settings.bridge_host}:{settings.bridge_port}"
-    deadline = time.monotonic() + timeout
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise AlgoError(f"the bridge exited while starting; see {log_dir / 'bridge.log'}")
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        return process, f"{base}/?token={token}"
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AlgoError(f"the bridge did not start; see {log_dir / 'bridge.log'}")
-            time.sleep(0.3)
+        try:
+            Retrying(retry=retry_if_result(lambda ok: not ok), stop=stop_after_delay(timeout), wait=wait_fixed(0.3))(healthy)
+        except RetryError:
+            raise AlgoError(f"the bridge did not answer /healthz in {timeout:.0f} s; see {log_dir / 'bridge.log'}") from None
+        return process, f"{base}/?token={token}"
     except BaseException:  # did not start, or the demo was stopped while it started
         with signals_deferred():
             stop_workers([process], STOP_TIMEOUT_S)

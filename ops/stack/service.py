@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Callable
 
 import psutil
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_exponential
 
 from ops.stack import process
 from ops.stack.process import Progress, alive, as_user, cmdline, port_holder, port_open, sha, tail
+
 from streams.errors import StackError
 from streams.settings import Settings
 
@@ -166,20 +168,22 @@ class Service:
 
 def wait_healthy(service: Service, pid: int | None, timeout: float,
                  probe: Callable[[], tuple[bool, str]] | None = None) -> str:
+    """Probes until healthy (backing off from 0.1 s to 0.25 s), failing at once if the process exits."""
     probe = probe or service.probe
-    deadline = time.monotonic() + timeout
-    detail = "not probed yet"
-    delay = 0.1
-    while True:
+
+    def attempt() -> tuple[bool, str]:
         ok, detail = probe()
-        if ok:
-            return detail
-        if pid is not None and not alive(pid):
+        if not ok and pid is not None and not alive(pid):
             raise service.failure(f"exited during start ({detail})")
-        if time.monotonic() > deadline:
-            raise service.failure(f"not healthy after {timeout:.0f}s ({detail})")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.25)
+        return ok, detail
+
+    retrying = Retrying(retry=retry_if_result(lambda outcome: not outcome[0]), stop=stop_after_delay(timeout),
+                        wait=wait_exponential(multiplier=0.1, exp_base=1.5, min=0.1, max=0.25))
+    try:
+        return retrying(attempt)[1]
+    except RetryError as error:
+        detail = error.last_attempt.result()[1]
+        raise service.failure(f"not healthy after {timeout:.0f}s ({detail})") from None
 
 
 def ensure(service: Service, progress: Progress) -> None:

@@ -104,3 +104,29 @@ def test_secrets_in_the_environment_stay_off_the_command_line(settings: Settings
 def test_masked_hides_the_password() -> None:
     assert process.masked("postgresql://algo:pw@127.0.0.1:5432/algo") == "postgresql://algo:***@127.0.0.1:5432/algo"
     assert process.masked("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+class _ProbedService:
+    """Just what wait_healthy needs of a service: a failure to raise."""
+
+    def failure(self, what: str) -> StackError:
+        return StackError(f"probed: {what}")
+
+
+def test_wait_healthy_retries_until_the_probe_passes():
+    answers = iter([(False, "starting"), (False, "still starting"), (True, "up")])
+    assert service.wait_healthy(_ProbedService(), None, 5, probe=lambda: next(answers)) == "up"
+
+
+def test_wait_healthy_fails_at_once_when_the_process_exits():
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    calls = []
+    with pytest.raises(StackError, match=r"exited during start \(refused\)"):
+        service.wait_healthy(_ProbedService(), dead.pid, 30, probe=lambda: calls.append(1) or (False, "refused"))
+    assert len(calls) == 1
+
+
+def test_wait_healthy_gives_up_after_the_timeout_with_the_last_probe_detail():
+    with pytest.raises(StackError, match=r"not healthy after 0s \(closed\)"):
+        service.wait_healthy(_ProbedService(), None, 0.3, probe=lambda: (False, "closed"))

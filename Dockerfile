@@ -15,13 +15,15 @@ RUN apt-get update \
 WORKDIR /app
 
 # Dependencies first, so code changes do not reinstall them.
-# The same build tools as ops/bootstrap.sh (the editable install below needs PEP 660 setuptools).
+# The same build tools as ops/bootstrap.sh; only the runtime requirements (tests are not in the image).
 COPY requirements.txt ./
 RUN pip install --upgrade pip==25.3 setuptools==80.9.0 wheel==0.45.1 \
     && pip install -r requirements.txt
 
+# A wheel, like any library: the schemas, migrations and dashboard ship inside it (streams/_data,
+# streams/bridge/static); the build environment takes cython and numpy from pyproject.toml.
 COPY . .
-RUN pip install --no-deps --no-build-isolation -e . \
+RUN pip install --no-deps . \
     && useradd --create-home --uid 10001 algo \
     && chown -R algo /app
 

@@ -15,7 +15,7 @@ from typing import Mapping
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from streams.bus.codecs import CodecRegistry
-from streams.errors import CodecError, RegistryError, ServiceUnavailable
+from streams.errors import RegistryError, ServiceUnavailable
 from streams.outages import KAFKA, REGISTRY
 from streams.settings import Settings
 

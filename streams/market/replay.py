@@ -55,55 +55,59 @@ def replay(
         "log_level": 2,
         "queue.buffering.max.messages": 200_000,
     }))
-    try:  # fail in seconds with one line, not after a minute of undelivered ticks
-        producer.list_topics(timeout=5)
-    except KafkaException as error:
-        raise ServiceUnavailable(KAFKA, f"{settings.kafka_bootstrap}: {error.args[0].str()}; is the stack up "
-                                        "(`algo stack status`)?") from error
-    failures: list[str] = []
+    try:
+        try:  # fail in seconds with one line, not after a minute of undelivered ticks
+            producer.list_topics(timeout=5)
+        except KafkaException as error:
+            raise ServiceUnavailable(KAFKA, f"{settings.kafka_bootstrap}: {error.args[0].str()}; is the stack up "
+                                            "(`algo stack status`)?") from error
+        failures: list[str] = []
 
-    def on_delivery(error, _message) -> None:
-        if error is not None:
-            failures.append(str(error))
+        def on_delivery(error, _message) -> None:
+            if error is not None:
+                failures.append(str(error))
 
-    total = sum(len(s) for s in series) * TICKS_PER_BAR
-    total = min(total, limit) if limit is not None else total
-    ticks = merged_ticks(series, source)
-    if limit is not None:
-        ticks = itertools.islice(ticks, limit)
-    report = ReplayReport()
-    started = time.perf_counter()
-    first_event_us: int | None = None
-    with tqdm(total=total, unit="tick", disable=not show_progress, desc="replay", mininterval=0.5,
-              delay=0.5) as bar:
-        for tick in ticks:
-            if speed > 0:
-                event_us = to_micros(tick["ts"])
-                first_event_us = event_us if first_event_us is None else first_event_us
-                delay = (event_us - first_event_us) / 1e6 / speed - (time.perf_counter() - started)
-                if delay > 0:
-                    producer.poll(0)
-                    time.sleep(delay)
-            try:
-                value = codec.encode(tick)
-            except ServiceUnavailable as error:
-                raise ServiceUnavailable(error.service, f"{settings.schema_registry_url}: {error.detail}; is the "
-                                                        "stack up (`algo stack status`)?") from error
-            while True:
+        total = sum(len(s) for s in series) * TICKS_PER_BAR
+        total = min(total, limit) if limit is not None else total
+        ticks = merged_ticks(series, source)
+        if limit is not None:
+            ticks = itertools.islice(ticks, limit)
+        report = ReplayReport()
+        started = time.perf_counter()
+        first_event_us: int | None = None
+        with tqdm(total=total, unit="tick", disable=not show_progress, desc="replay", mininterval=0.5,
+                  delay=0.5) as bar:
+            for tick in ticks:
+                if speed > 0:
+                    event_us = to_micros(tick["ts"])
+                    first_event_us = event_us if first_event_us is None else first_event_us
+                    delay = (event_us - first_event_us) / 1e6 / speed - (time.perf_counter() - started)
+                    if delay > 0:
+                        producer.poll(0)
+                        time.sleep(delay)
                 try:
-                    producer.produce(TOPIC, key=tick["symbol"].encode(), value=value, on_delivery=on_delivery)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-                except KafkaException as error:
-                    raise AlgoError(f"cannot publish to {TOPIC}: {error}") from error
-            producer.poll(0)
-            report.ticks += 1
-            report.per_symbol[tick["symbol"]] += 1
-            if report.ticks % 500 == 0:
-                bar.update(500)
-        remaining = producer.flush(60)
-        bar.update(report.ticks - bar.n)
+                    value = codec.encode(tick)
+                except ServiceUnavailable as error:
+                    raise ServiceUnavailable(error.service, f"{settings.schema_registry_url}: {error.detail}; is the "
+                                                            "stack up (`algo stack status`)?") from error
+                while True:
+                    try:
+                        producer.produce(TOPIC, key=tick["symbol"].encode(), value=value, on_delivery=on_delivery)
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+                    except KafkaException as error:
+                        raise AlgoError(f"cannot publish to {TOPIC}: {error}") from error
+                producer.poll(0)
+                report.ticks += 1
+                report.per_symbol[tick["symbol"]] += 1
+                if report.ticks % 500 == 0:
+                    bar.update(500)
+            remaining = producer.flush(60)
+            bar.update(report.ticks - bar.n)
+    finally:
+        # not kept alive by a traceback that holds this frame (librdkafka would go on reconnecting)
+        del producer
     report.seconds = time.perf_counter() - started
     if remaining or failures:
         raise AlgoError(

@@ -194,11 +194,13 @@ async def test_bridge_answers_503_naming_the_registry_while_it_is_down():
     assert body["error"] == f"{REGISTRY} unavailable" and "refused" in body["problem"]
 
 
-def test_replay_names_the_registry_when_it_is_down():
+@pytest.mark.integration
+def test_replay_names_the_registry_when_it_is_down(local_stack):
+    """Kafka up (replay checks it first), the registry's port closed."""
     from streams.market.datasets import load_dataset
     from streams.market.replay import replay
 
-    settings = dataclasses.replace(Settings(), schema_registry_url=f"http://127.0.0.1:{closed_port()}/apis/ccompat/v7")
+    settings = dataclasses.replace(local_stack, schema_registry_url=f"http://127.0.0.1:{closed_port()}/apis/ccompat/v7")
     with pytest.raises(ServiceUnavailable, match=f"^{REGISTRY} is unavailable: http://127.0.0.1") as raised:
         replay(settings, load_dataset("stocks", ["AAPL"]), "test", limit=5, show_progress=False)
     assert raised.value.service == REGISTRY and "\n" not in str(raised.value)

@@ -98,6 +98,13 @@ async def decode_or_dead_letter(event: faust.EventT, agent: str) -> dict | None:
         return None
 
 
+async def decode_bar_or_dead_letter(event: faust.EventT, agent: str) -> dict | None:
+    """A market.bars record of this deployment's BAR_INTERVAL, or None (dead-lettered when it does
+    not decode; bars of other intervals are not for these agents)."""
+    bar = await decode_or_dead_letter(event, agent)
+    return bar if bar is not None and bar["interval"] == settings.bar_interval else None
+
+
 @contextlib.asynccontextmanager
 async def dead_letter_on_failure(event: faust.EventT, agent: str) -> AsyncIterator[None]:
     """Around one message's handling: an error of the message's own (bad input, a refused row, a

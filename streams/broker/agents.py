@@ -19,7 +19,8 @@ import contextlib
 
 import psycopg
 
-from streams.app import app, avro_topic, dead_letter_on_failure, decode_or_dead_letter, log, raw_topic, settings
+from streams.app import (app, avro_topic, dead_letter_on_failure, decode_bar_or_dead_letter, decode_or_dead_letter, log,
+                         raw_topic, settings)
 from streams.errors import PersistenceError, ServiceUnavailable
 from streams.market.bars import from_micros
 from streams.outages import first_line, postgres_errors, until_available
@@ -121,8 +122,8 @@ async def place_orders(stream):
 async def fill_orders(stream):
     async for event in stream.events():
         async with dead_letter_on_failure(event, AGENT):
-            bar = await decode_or_dead_letter(event, AGENT)
-            if bar is None or bar["interval"] != settings.bar_interval:
+            bar = await decode_bar_or_dead_letter(event, AGENT)
+            if bar is None:
                 continue
             symbol = bar["symbol"]
             recent = remember_bar(symbol_to_recent_bars.get(symbol), bar)

@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 
 import psycopg
 
-from streams.app import app, avro_topic, dead_letter_on_failure, decode_or_dead_letter, log, raw_topic, settings
+from streams.app import (app, avro_topic, dead_letter_on_failure, decode_bar_or_dead_letter, decode_or_dead_letter, log,
+                         raw_topic, settings)
 from streams.market.bars import from_micros
 from streams.consensus.vote import (decide, hit_rate, is_new_stance, record_call, remember_vote,
                                score_calls, update_accuracy)
@@ -33,8 +34,8 @@ _signal_counts: dict[str, tuple[int, int]] = {}  # agent -> (signals since start
 async def score_agent_calls(stream):
     async for event in stream.events():
         async with dead_letter_on_failure(event, AGENT):
-            bar = await decode_or_dead_letter(event, AGENT)
-            if bar is None or bar["interval"] != settings.bar_interval:
+            bar = await decode_bar_or_dead_letter(event, AGENT)
+            if bar is None:
                 continue
             symbol = bar["symbol"]
             symbol_to_close[symbol] = float(bar["close"])

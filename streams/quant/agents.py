@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from streams.quant import model as quant_model
-from streams.app import app, avro_topic, dead_letter_on_failure, decode_or_dead_letter, log, raw_topic, settings
+from streams.app import app, avro_topic, dead_letter_on_failure, decode_bar_or_dead_letter, log, raw_topic, settings
 from streams.errors import AlgoError
 from streams.quant.vote import advance, features_of, rationale, signal_record
 from streams.quant.features import FeatureSpec
@@ -68,8 +68,8 @@ async def quant_vote(stream):
 
     async for event in stream.events():
         async with dead_letter_on_failure(event, AGENT):
-            bar = await decode_or_dead_letter(event, AGENT)
-            if bar is None or bar["interval"] != settings.bar_interval:
+            bar = await decode_bar_or_dead_letter(event, AGENT)
+            if bar is None:
                 continue
             policy = served.policy
             spec = policy.spec if policy else FeatureSpec()

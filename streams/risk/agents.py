@@ -19,8 +19,8 @@ import asyncio
 import numpy as np
 import psycopg
 
-from streams.app import (app, avro_topic, dead_letter_on_failure, decode_or_dead_letter, log, raw_topic,
-                         send_dead_letter, settings)
+from streams.app import (app, avro_topic, dead_letter_on_failure, decode_bar_or_dead_letter, decode_or_dead_letter, log,
+                         raw_topic, send_dead_letter, settings)
 from streams.market.datasets import BarSeries, DATASETS, load_dataset
 from streams.market.store import read_bars_async
 from streams.errors import AlgoError, DataError
@@ -61,8 +61,8 @@ def _markets() -> dict[str, dict]:
 async def track_prices(stream):
     async for event in stream.events():
         async with dead_letter_on_failure(event, AGENT):
-            bar = await decode_or_dead_letter(event, AGENT)
-            if bar is None or bar["interval"] != settings.bar_interval:
+            bar = await decode_bar_or_dead_letter(event, AGENT)
+            if bar is None:
                 continue
             symbol_to_market[bar["symbol"]] = update_market(symbol_to_market.get(bar["symbol"]), bar)
 

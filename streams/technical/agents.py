@@ -1,7 +1,7 @@
 """Technical agent: market.bars -> agent.signals (SMA trend + momentum, see streams.technical.rules)."""
 from __future__ import annotations
 
-from streams.app import app, avro_topic, dead_letter_on_failure, decode_or_dead_letter, raw_topic, settings
+from streams.app import app, avro_topic, dead_letter_on_failure, decode_bar_or_dead_letter, raw_topic, settings
 from streams.technical.rules import TechnicalRules, remember_close, signal_record, vote
 
 AGENT = "technical"
@@ -18,8 +18,8 @@ async def technical_vote(stream):
 
     async for event in stream.events():
         async with dead_letter_on_failure(event, AGENT):
-            bar = await decode_or_dead_letter(event, AGENT)
-            if bar is None or bar["interval"] != settings.bar_interval:
+            bar = await decode_bar_or_dead_letter(event, AGENT)
+            if bar is None:
                 continue
             symbol, bar_us = bar["symbol"], to_micros(bar["ts"])
             last_us = symbol_to_last_bar_us.get(symbol)

@@ -78,29 +78,44 @@ def provision(as_json: bool) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Publish at most N ticks in all.")
 @click.option("--speed", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="0 = as fast as possible; X = X times real time (86400: a day per second).")
+@click.option("--news", "news_path", type=click.Path(dir_okay=False),
+              help="News file (CSV or JSON lines: published_at,symbols,headline,summary,source,url) to publish to "
+                   "news.items, interleaved with the ticks in event time; alone, it publishes just the news.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def replay(csv_path: str | None, dataset: str | None, symbols: str, limit: int | None, speed: float, as_json: bool) -> None:
-    """Publish real OHLCV data to market.ticks as ticks (4 per bar, deterministic)."""
+def replay(csv_path: str | None, dataset: str | None, symbols: str, limit: int | None, speed: float,
+           news_path: str | None, as_json: bool) -> None:
+    """Publish real OHLCV data to market.ticks as ticks (4 per bar, deterministic), and news to news.items."""
     from streams.market.datasets import load_csv, load_dataset, select_symbols
+    from streams.market.news import load_news
     from streams.market.replay import replay as run
 
     if csv_path and dataset:
         raise click.UsageError("use either --csv or --dataset, not both")
     wanted = [s for s in symbols.replace(",", " ").split() if s]
-    if csv_path:
+    news_only = news_path is not None and not csv_path and not dataset
+    if news_only and (wanted or limit is not None):
+        raise click.UsageError("--symbols and --limit select bars: with --news, name the bars with --csv or "
+                               "--dataset (e.g. --dataset stocks)")
+    news = load_news(news_path) if news_path is not None else None
+    if news_only:
+        series, source = [], "replay:news"
+    elif csv_path:
         series = select_symbols(load_csv(csv_path), wanted, csv_path)
         source = f"replay:csv:{os.path.basename(csv_path)}"
     else:
         series = load_dataset(dataset or "stocks", wanted)
         source = f"replay:{dataset or 'stocks'}"
-    report = run(_settings(), series, source, speed=speed, limit=limit, show_progress=not as_json)
-    summary = {"ticks": report.ticks, "seconds": round(report.seconds, 3),
+    report = run(_settings(), series, source, speed=speed, limit=limit, show_progress=not as_json, news=news)
+    summary = {"ticks": report.ticks, "news": report.news, "seconds": round(report.seconds, 3),
                "ticks_per_second": round(report.ticks_per_second, 1), "per_symbol": dict(report.per_symbol)}
     if as_json:
         click.echo(json.dumps(summary))
+    elif news_only:
+        click.echo(f"published {report.news} news items in {report.seconds:.2f} s to news.items")
     else:
+        news_part = f" and {report.news} news items to news.items" if news is not None else ""
         click.echo(f"published {report.ticks} ticks for {len(report.per_symbol)} symbols in "
-                   f"{report.seconds:.2f} s ({report.ticks_per_second:,.0f} ticks/s) to market.ticks")
+                   f"{report.seconds:.2f} s ({report.ticks_per_second:,.0f} ticks/s) to market.ticks{news_part}")
 
 
 @cli.command()
@@ -179,6 +194,10 @@ cli.add_command(bridge)
 from streams.quant.cli import quant  # noqa: E402
 
 cli.add_command(quant)
+
+from streams.analyst.cli import analyst  # noqa: E402
+
+cli.add_command(analyst)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ here too and used by their agents as `settings.risk`, `settings.broker`, `settin
 
 Start-up fails with one line naming the variable when a value is malformed (not a number, not one
 of the choices, out of range) and when a variable under one of the project's own prefixes
-(OWN_PREFIXES: ALGO_ BAR_ BRIDGE_ BROKER_ CONSENSUS_ PERSIST_ QUANT_ RISK_) is not a setting: a
+(OWN_PREFIXES: ALGO_ ANALYST_ BAR_ BRIDGE_ BROKER_ CONSENSUS_ PERSIST_ QUANT_ RISK_) is not a setting: a
 typo such as RISK_MAX_POSITON must not leave a limit at its default unnoticed.
 """
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _host_port(netloc: str, default_port: int, what: str) -> tuple[str, int]:
 
 # Variables under these prefixes are this project's, so one that no setting reads is an error. KAFKA_,
 # POSTGRES_, REDIS_ and TOPIC_ are not among them: the services' images and tools read their own.
-OWN_PREFIXES = ("ALGO_", "BAR_", "BRIDGE_", "BROKER_", "CONSENSUS_", "PERSIST_", "QUANT_", "RISK_")
+OWN_PREFIXES = ("ALGO_", "ANALYST_", "BAR_", "BRIDGE_", "BROKER_", "CONSENSUS_", "PERSIST_", "QUANT_", "RISK_")
 # ours by prefix, but read by the build (setup.py) and the test suite, never by the running code
 NOT_SETTINGS = frozenset({"ALGO_DEBUG_BUILD", "BRIDGE_FUZZ_EXAMPLES"})
 # variables that were settings once, with what replaced them
@@ -100,6 +100,32 @@ class BrokerSettings:
     def from_env(cls, env: Mapping[str, str]) -> "BrokerSettings":
         """The broker part of Settings.from_env(env): the same parsing and checks."""
         return Settings.from_env(env).broker
+
+
+def _check_llm(spec: str) -> None:
+    if not spec:
+        return
+    kind, _, target = spec.partition(":")
+    if kind not in ("openai", "llamacpp") or not target.strip():
+        raise ConfigError("use openai:<model> (an OpenAI-compatible server, see ANALYST_LLM_BASE_URL) or "
+                          "llamacpp:<path to a .gguf file>, or leave it unset for the offline scorer")
+
+
+@dataclass(frozen=True)
+class AnalystSettings:
+    """The Analyst's chain: ANALYST_<FIELD>. `llm` empty = the offline scorer (the default); else
+    openai:<model> (with llm_base_url for any OpenAI-compatible server, key in llm_api_key) or
+    llamacpp:<gguf path> (the optional llama-cpp-python extra)."""
+    llm: str = ""
+    llm_base_url: str = ""
+    llm_api_key: str = field(default="", repr=False)  # a secret: never in a repr or a log
+    llm_timeout_s: float = 60.0
+    scorer_dir: str = ""  # empty: the classifier shipped in streams/analyst/data/scorer/
+    context_k: int = 10  # retrieved items per vote
+    window_s: float = 7 * 86400.0  # news older than this, before the vote, does not count
+    half_life_s: float = 2 * 86400.0  # an item's weight halves every half_life_s before the vote
+    min_polarity: float = 0.15  # |aggregate sentiment| at least this -> BUY/SELL, else HOLD
+    duplicate_similarity: float = 0.95  # a new item this close to an earlier one is a repeat: weight 0.1
 
 
 @dataclass(frozen=True)
@@ -259,6 +285,7 @@ class Settings:
     risk: RiskSettings = field(default_factory=RiskSettings)
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     consensus: ConsensusRules = field(default_factory=ConsensusRules)
+    analyst: AnalystSettings = field(default_factory=AnalystSettings)
     # set from the command line, never from the environment (`algo worker NAME`, see configure())
     worker: str = "all"
 
@@ -299,6 +326,7 @@ class Settings:
             consensus=env.domain(
                 ConsensusRules, "CONSENSUS_", ("window_s", "min_score", "min_agreement", "max_position", "min_change"),
                 **({} if weights is None else {"weights": parse_weights(weights)})),
+            analyst=env.domain(AnalystSettings, "ANALYST_", llm=env.checked("ANALYST_LLM", "", _check_llm)),
         )
         env.unknown()
         return settings

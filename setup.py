@@ -61,6 +61,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["streams", "streams.*", "ops", "ops.*", "risk_core", "risk_core.*"]),
     package_data={"ops": ["*.xml", "*.properties", "*.env", "conf/*"], "streams.bridge": ["static/*"],
+                  "streams.analyst": ["data/*.csv", "data/*.json", "data/*.md", "data/scorer/*"],
                   "risk_core": ["*.pxd", "*.pyx", "include/risk_core/*.hpp"]},
     include_package_data=True,
     install_requires=requirements(),

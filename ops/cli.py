@@ -166,13 +166,17 @@ def tail(topic: str, limit: int | None, from_beginning: bool, idle_timeout: floa
 @click.option("--speed", type=click.FloatRange(min=0), default=30 * 86400.0, show_default=True,
               help="Replay speed (x real time): the default, 30 days of data a second, keeps the symbols' streams "
                    "in step so the paper book is valued at one moment; 0 = as fast as possible.")
+@click.option("--news", "news_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="News to replay with the bars (CSV or JSON lines: published_at,symbols,headline,summary,source,url; "
+                   "default: the demo corpus, streams/analyst/data/news.csv).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-def demo(dataset: str, symbols: str, duration: float | None, speed: float, as_json: bool) -> None:
+def demo(dataset: str, symbols: str, duration: float | None, speed: float, news_path: str | None,
+         as_json: bool) -> None:
     """Everything at once on bundled data: stack, provision, agents, replay, paper trading, summary."""
     from ops.demo import print_summary, run_demo
 
     summary = run_demo(_settings(), dataset, [s for s in symbols.replace(",", " ").split() if s], quiet=as_json,
-                       duration=duration, speed=speed)
+                       duration=duration, speed=speed, news_path=news_path)
     if as_json:
         click.echo(json.dumps(summary))
     else:

@@ -22,12 +22,16 @@ from streams.settings import get_settings
 
 settings = get_settings()  # the worker is named on the command line: streams.settings.configure
 log = logging.getLogger("algo")
-logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry request is noise
+for _client in ("httpx", "httpx2"):  # one line per registry request is noise
+    logging.getLogger(_client).setLevel(logging.WARNING)
 
+(settings.run_dir / "faust").mkdir(parents=True, exist_ok=True)
 app = faust.App(
     f"{settings.app_id}-{settings.worker}",
     broker=settings.faust_broker,
     store="memory://",
+    # Faust's default is a folder per app id in the current directory; tests create hundreds of app ids
+    datadir=str(settings.run_dir / "faust" / "{conf.id}-data"),
     autodiscover=False,
     topic_replication_factor=1,
     topic_partitions=settings.topic_partitions,

@@ -9,11 +9,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from streams.bus.codecs import registry_client
+from streams.bus.codecs import CodecRegistry, registry_client
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,3 +99,52 @@ class Worker:
         except subprocess.TimeoutExpired:
             self.process.kill()
         assert "Crashed" not in self.log(), self.log()[-3000:]
+
+
+def ends(settings, topic: str) -> list[TopicPartition]:
+    """The current end offset of each partition of `topic` (where the next message will go)."""
+    consumer = Consumer(settings.kafka_config({"group.id": f"t-{uuid.uuid4().hex}"}))
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return [TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+                for p in partitions]
+    finally:
+        consumer.close()
+
+
+def read_from(settings, starts: list[TopicPartition], timeout: float = 30) -> list[tuple[int, dict]]:
+    """(broker timestamp in ms, decoded record) of every decodable message from `starts` up to the
+    current ends (other tests publish undecodable messages on purpose: those are left out)."""
+    from streams.errors import CodecError
+
+    topic = starts[0].topic
+    codec = CodecRegistry(settings.schema_registry_url).for_topic(topic)
+    stops = {tp.partition: tp.offset for tp in ends(settings, topic)}
+    pending = {tp.partition: tp for tp in starts if tp.offset < stops[tp.partition]}
+    consumer = Consumer(settings.kafka_config({"group.id": f"t-{uuid.uuid4().hex}", "enable.auto.commit": False}))
+    out = []
+    try:
+        consumer.assign(list(pending.values()))
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{topic}: partitions {sorted(pending)} not read to their ends within {timeout} s")
+            message = consumer.poll(0.5)
+            if message is None:  # the end may be a gap (compaction, control records): ask where we are
+                for tp in consumer.position(list(pending.values())):
+                    if tp.offset >= stops[tp.partition]:
+                        pending.pop(tp.partition, None)
+                continue
+            if message.error():
+                continue
+            if message.offset() >= stops[message.partition()] - 1:
+                pending.pop(message.partition(), None)
+            if message.offset() >= stops[message.partition()]:
+                continue
+            try:
+                out.append((message.timestamp()[1], codec.decode(message.value())))
+            except CodecError:
+                continue
+    finally:
+        consumer.close()
+    return out

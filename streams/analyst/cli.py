@@ -15,6 +15,109 @@ def analyst() -> None:
     """The Analyst: news sentiment with as-of retrieval over pgvector, and replayable votes."""
 
 
+DEFAULT_SCORER_OUT = "models/analyst-scorer"
+
+
+@analyst.command("train")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
+              help="Labelled CSV (text,label[,split]); trains on split=train rows, or all rows without a split "
+                   "column. Default: the shipped streams/analyst/data/sentences.csv.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the CV folds and the solver.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=DEFAULT_SCORER_OUT, show_default=True,
+              help="Where to write scorer.safetensors + scorer.json. The shipped scorer "
+                   "(streams/analyst/data/scorer) is rebuilt only when --out names it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the training report as one JSON object.")
+def train_command(csv_path: str | None, seed: int, out_dir: str, as_json: bool) -> None:
+    """Train the sentiment scorer (MiniLM embedding + FinVADER lexicon -> logistic regression)."""
+    import json
+
+    from streams.analyst.scorer import train
+
+    scorer, report = train(csv_path, seed=seed, out=out_dir)
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+        return
+    click.echo(f"trained {report.version} on {report.n_train} rows "
+               + ", ".join(f"{label} {count}" for label, count in report.counts.items()))
+    click.echo(f"cross-validation ({scorer.metadata['cv_folds']} stratified folds, train rows only):")
+    for c, figures in report.cv.items():
+        mark = "  <- chosen" if float(c) == report.best_c else ""
+        click.echo(f"  C={float(c):<6g} accuracy {figures['accuracy_mean']:.4f} +/- {figures['accuracy_std']:.4f}"
+                   f"  macro-F1 {figures['macro_f1_mean']:.4f} +/- {figures['macro_f1_std']:.4f}{mark}")
+    click.echo(f"wrote {out_dir}/scorer.safetensors and scorer.json (version {report.version})")
+
+
+def _confusion_lines(result: dict) -> list[str]:
+    labels = result["confusion"]["labels"]
+    width = max(len(label) for label in labels) + 2
+    lines = ["confusion matrix (rows: true label, columns: predicted)",
+             " " * width + "".join(f"{label:>{width}}" for label in labels)]
+    for label, row in zip(labels, result["confusion"]["matrix"]):
+        lines.append(f"{label:<{width}}" + "".join(f"{count:>{width}}" for count in row))
+    return lines
+
+
+@analyst.command("evaluate")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), required=True,
+              help="Labelled CSV with columns text,label (positive/negative/neutral, any case); extra columns ignored.")
+@click.option("--split", type=click.Choice(["test", "train", "all"]), default=None,
+              help="Rows to score when the CSV has a split column (default: test); without one, all rows.")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
+              help="A scorer directory from `algo analyst train` (default: the shipped scorer).")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
+def evaluate_command(csv_path: str, split: str | None, model_dir: str | None, as_json: bool) -> None:
+    """Accuracy, macro-F1, per-class precision/recall and the confusion matrix on a labelled CSV."""
+    import json
+
+    from streams.analyst.scorer import Scorer, evaluate, read_labelled_csv, select_split
+
+    rows, has_split = read_labelled_csv(csv_path)
+    chosen_split = (split or "test") if has_split else "all"
+    rows = select_split(rows, has_split, chosen_split)
+    scorer = Scorer.load(model_dir)
+    result = evaluate(scorer, rows)
+    result["split"] = chosen_split
+    result["csv"] = csv_path
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"{csv_path} ({chosen_split} rows: {result['n']}), model {result['model_version']}")
+    click.echo(f"accuracy {result['accuracy']:.4f}   macro-F1 {result['macro_f1']:.4f}")
+    click.echo(f"{'label':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
+    for label, figures in result["per_class"].items():
+        click.echo(f"{label:<10}{figures['precision']:>10.4f}{figures['recall']:>10.4f}{figures['f1']:>10.4f}"
+                   f"{figures['support']:>10d}")
+    for line in _confusion_lines(result):
+        click.echo(line)
+
+
+@analyst.command("score")
+@click.argument("text")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
+              help="A scorer directory (default: the shipped scorer).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def score_command(text: str, model_dir: str | None, as_json: bool) -> None:
+    """Sentiment of one sentence: label, confidence, probabilities and the evidence behind them."""
+    import json
+
+    from streams.analyst.scorer import Scorer
+    from streams.errors import AlgoError
+
+    if not text.strip():
+        raise AlgoError("score needs a non-empty TEXT")
+    scorer = Scorer.load(model_dir)
+    score = scorer.score_texts([text])[0]
+    if as_json:
+        click.echo(json.dumps({**score.as_dict(), "model_version": scorer.version}))
+        return
+    click.echo(f"{score.label} (confidence {score.confidence:.3f}, polarity {score.polarity:+.3f})")
+    click.echo("probabilities: " + ", ".join(f"{label} {p:.3f}" for label, p in score.probabilities.items()))
+    words = score.evidence["lexicon_words"]
+    click.echo(f"lexicon (VADER + FinVADER): compound {score.evidence['lexicon_compound']:+.4f}; words: "
+               + (", ".join(f"{word} {valence:+g}" for word, valence in words) if words else "none matched"))
+    click.echo(f"embedding: {score.evidence['embedding_model']}; model {scorer.version}")
+
+
 @analyst.command("replay")
 @click.argument("signal_id")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -45,3 +148,57 @@ def replay_command(signal_id: str, as_json: bool) -> None:
             for line in report.differences:
                 click.echo(f"    {line}")
     sys.exit(0 if report.matches else 2)
+
+
+@analyst.command("backfill")
+@click.option("--news", "news_path", type=click.Path(dir_okay=False), default=None,
+              help="News file (CSV or JSON lines, as for `algo replay --news`); default: the shipped demo corpus.")
+@click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Items embedded per batch.")
+def backfill_command(news_path: str | None, batch: int) -> None:
+    """Embed a news corpus into Postgres (news.embedding); rows that have an embedding are skipped."""
+    from streams.analyst.memory import backfill, connect
+    from streams.analyst.resources import demo_corpus
+    from streams.market.news import load_news
+    from streams.outages import postgres_errors
+
+    path = news_path or str(demo_corpus())
+    items = load_news(path)
+    conn = connect(_settings().database_url)
+    try:
+        with postgres_errors():
+            report = backfill(conn, items, batch=batch)
+    finally:
+        conn.close()
+    click.echo(f"backfill: {report.embedded} embedded, {report.skipped} already embedded, "
+               f"{report.total} items in {path}")
+
+
+@analyst.command("feed")
+@click.argument("urls", nargs=-1, required=True)
+@click.option("--interval", type=click.FloatRange(min=1), default=300.0, show_default=True,
+              help="Seconds between polls.")
+@click.option("--once", is_flag=True, help="Poll every feed once, then stop (exit 1 if a feed failed).")
+@click.option("--source", default=None, help="Source name for the items (default: the feed's title).")
+def feed_command(urls: tuple[str, ...], interval: float, once: bool, source: str | None) -> None:
+    """Poll RSS/Atom feeds and publish each new entry once to news.items (symbols left to the analyst)."""
+    import time
+
+    from streams.analyst.feeds import FeedPoller, NewsPublisher, check_urls
+    from streams.errors import AlgoError
+
+    checked = check_urls(urls)  # before connecting: a typo is reported without waiting for Kafka
+    with FeedPoller(checked, source=source) as poller, NewsPublisher(_settings()) as publish:
+        try:
+            while True:
+                results = poller.poll(publish)
+                for result in results:
+                    click.echo(f"feed {result.describe()}", err=result.error is not None)
+                if once:
+                    failed = [r for r in results if r.error is not None]
+                    if failed:
+                        raise AlgoError(f"{len(failed)} of {len(results)} feed(s) failed: {failed[0].describe()}")
+                    return
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            pass

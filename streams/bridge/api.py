@@ -13,8 +13,9 @@ from pydantic import TypeAdapter
 
 from streams.bridge.inputs import (
     INTERVAL_PATTERN, InputError, parse_json, parse_news, parse_ticks, query_int, query_interval, query_symbol, query_text,
+    query_time,
 )
-from streams.bridge.models import Symbol, bounded_text, component_schemas
+from streams.bridge.models import TIMESTAMP_SCHEMA, Symbol, bounded_text, component_schemas
 from streams.bridge.metrics import BridgeMetrics
 from streams.bridge.publish import Publisher, PublishUnavailable
 from streams.resources import static_dir
@@ -221,12 +222,25 @@ async def _agents(bridge: Bridge, query) -> dict:
     return {"agents": agents, "consumer_groups": groups, "lag_error": lag_error}
 
 
+async def _news(bridge: Bridge, query) -> dict:
+    symbol, limit = query_symbol(query), query_int(query, "limit", 200, 1, 1000)
+    since, until = query_time(query, "since"), query_time(query, "until")
+    return {"news": await bridge.store.news(symbol, since, until, limit)}
+
+
+async def _analyst_votes(bridge: Bridge, query) -> dict:
+    symbol, limit = query_symbol(query), query_int(query, "limit", 20, 1, 200)
+    return {"votes": await bridge.store.analyst_votes(symbol, limit)}
+
+
 get_decisions = _reader(_decisions)
 get_bars = _reader(_bars)
 get_positions = _reader(_positions)
 get_pnl = _reader(_pnl)
 get_fills = _reader(_fills)
 get_agents = _reader(_agents)
+get_news = _reader(_news)
+get_analyst_votes = _reader(_analyst_votes)
 
 
 # --- websocket ---------------------------------------------------------------------------------------------
@@ -282,6 +296,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v1/pnl", get_pnl, allow_head=False)
     r.add_get("/v1/fills", get_fills, allow_head=False)
     r.add_get("/v1/agents", get_agents, allow_head=False)
+    r.add_get("/v1/news", get_news, allow_head=False)
+    r.add_get("/v1/analyst/votes", get_analyst_votes, allow_head=False)
     r.add_get("/v1/stream", stream, allow_head=False)
 
 
@@ -353,6 +369,20 @@ def _schemas() -> dict:
         "ConsumerGroup": {"type": "object", "required": ["group", "agent", "lag"], "properties": {
             "group": text, "agent": text, "state": text, "lag": {"type": "integer"},
             "topics": {"type": "object", "additionalProperties": {"type": "integer"}}}},
+        "News": {"type": "object", "required": ["id", "ts", "source", "headline", "symbols"], "properties": {
+            "id": text, "ts": ts, "source": text, "headline": text, "body": text, "url": {"type": ["string", "null"]},
+            "symbols": {"type": "array", "items": text,
+                        "description": "declared by the item, and those of analyst votes that cite it"}}},
+        "CitedNews": {"type": "object", "required": ["id"], "properties": {
+            "id": text, "ts": nts, "source": {"type": ["string", "null"]}, "headline": {"type": ["string", "null"]},
+            "url": {"type": ["string", "null"]}}},
+        "AnalystVote": {"type": "object", "required": ["signal_id", "symbol", "ts", "action", "confidence", "cited"],
+                        "properties": {
+            "signal_id": text, "symbol": text, "ts": ts, "action": {"enum": ["BUY", "SELL", "HOLD"]},
+            "confidence": {"type": "number"}, "rationale": text, "model_version": text,
+            "cited": {"type": "array", "items": _ref("CitedNews"),
+                      "description": "the news ids in input_refs, in order (the new item first); headline null "
+                                     "while an item is not in the vault"}}},
         "Check": {"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}, "detail": text}},
         "Ready": {"type": "object", "required": ["ready", "checks"], "properties": {
             "ready": {"type": "boolean"}, "checks": {"type": "object", "additionalProperties": _ref("Check")}}},
@@ -368,6 +398,7 @@ def _query(name: str, schema: dict, description: str) -> dict:
 
 SYMBOL_PARAM = _query("symbol", _symbol_schema(), "only this symbol")
 ACCOUNT_PARAM = _query("account", _text_schema(64), "only this account")
+TIME_SCHEMA = TIMESTAMP_SCHEMA  # query_time takes what a posted timestamp takes
 
 
 def _read_op(summary: str, result: dict, params: list, tag: str = "read") -> dict:
@@ -464,9 +495,6 @@ def _document() -> dict:
                 "Publish market ticks", "TickBody",
                 "One tick or a list; validated against the MarketTick Avro schema, Avro-encoded through the "
                 "registry and produced to market.ticks keyed by symbol (murmur2 partitioning)."),
-            "/v1/news": _publish_op(
-                "Publish news items", "NewsBody",
-                "One news item or a list; validated against NewsItem and produced to news.items keyed by id."),
             "/v1/decisions": _read_op(
                 "Recent consensus decisions, newest first, with their votes and risk verdict",
                 {"type": "object", "required": ["decisions"],
@@ -500,6 +528,22 @@ def _document() -> dict:
                                 "consumer_groups": {"type": "array", "items": _ref("ConsumerGroup")},
                                 "lag_error": {"type": ["string", "null"]}}},
                 []),
+            "/v1/news": {**_read_op(
+                "News items from the vault, newest first: for a chart's symbol and time range",
+                {"type": "object", "required": ["news"], "properties": {"news": {"type": "array", "items": _ref("News")}}},
+                [_query("symbol", _symbol_schema(), "only items about this symbol (declared, or cited by an analyst "
+                                                    "vote on it)"),
+                 _query("since", TIME_SCHEMA, "published at or after (ISO 8601, no zone = UTC; or epoch microseconds)"),
+                 _query("until", TIME_SCHEMA, "published at or before (same forms as since)"),
+                 _query("limit", {**limit, "maximum": 1000, "default": 200}, "at most this many")]),
+                **_publish_op(
+                "Publish news items", "NewsBody",
+                "One news item or a list; validated against NewsItem and produced to news.items keyed by id.")},
+            "/v1/analyst/votes": _read_op(
+                "The analyst's recent votes, newest first, with the headlines each cites",
+                {"type": "object", "required": ["votes"],
+                 "properties": {"votes": {"type": "array", "items": _ref("AnalystVote")}}},
+                [SYMBOL_PARAM, _query("limit", {**limit, "maximum": 200, "default": 20}, "at most this many")]),
             "/v1/stream": {"get": {
                 "summary": "Websocket of live events",
                 "description": (

@@ -271,3 +271,17 @@ def query_interval(query, default: str) -> str:
     if not INTERVAL_RE.fullmatch(raw):
         raise _query_error("interval", "must look like 1d, 15m, 30s or 4h")
     return raw
+
+
+_EPOCH_RE = re.compile(r"-?[0-9]{1,19}")
+
+
+def query_time(query, name: str):
+    """An ISO 8601 time (no zone means UTC) or integer epoch microseconds -> an aware UTC datetime, or None."""
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        return _parse_timestamp(int(raw) if _EPOCH_RE.fullmatch(raw) else raw)
+    except BadTimestamp as bad:
+        raise _query_error(name, str(bad)) from None

@@ -88,6 +88,43 @@ FROM agent_stats s FULL OUTER JOIN seen ON seen.agent = s.agent
 ORDER BY 1
 """
 
+# News for the charts: an item belongs to a symbol it declares, or one an analyst vote citing it
+# (input_refs `news:<id>`) was about: feed items declare none and the analyst resolves them.
+CITED_SYMBOLS = """
+SELECT substr(ref, 6) AS news_id, array_agg(DISTINCT s.symbol) AS symbols
+FROM signals s, unnest(s.input_refs) AS ref
+WHERE s.agent = 'analyst' AND ref LIKE 'news:%%'
+GROUP BY 1
+"""
+
+NEWS_SQL = f"""
+WITH cited AS ({CITED_SYMBOLS})
+SELECT n.id, n.ts, n.source, n.headline, n.body, n.url,
+       ARRAY(SELECT DISTINCT x FROM unnest(n.symbols || coalesce(c.symbols, '{{}}')) AS x ORDER BY x) AS symbols
+FROM news n LEFT JOIN cited c ON c.news_id = n.id
+WHERE (%(since)s::timestamptz IS NULL OR n.ts >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR n.ts <= %(until)s)
+  AND (%(symbol)s::text IS NULL OR %(symbol)s = ANY(n.symbols) OR %(symbol)s = ANY(c.symbols))
+ORDER BY n.ts DESC, n.id DESC
+LIMIT %(limit)s
+"""
+
+# The analyst's votes with the headlines they cite, in the order of input_refs (the new item first);
+# a cited id not in the vault (yet) still comes back, with a null headline.
+ANALYST_VOTES_SQL = """
+SELECT s.signal_id, s.symbol, s.ts, s.action, s.confidence, s.rationale, s.model_version,
+       coalesce((
+           SELECT json_agg(json_build_object('id', substr(r.ref, 6), 'ts', n.ts, 'source', n.source,
+                                             'headline', n.headline, 'url', n.url) ORDER BY r.ord)
+           FROM unnest(s.input_refs) WITH ORDINALITY AS r(ref, ord)
+           LEFT JOIN news n ON n.id = substr(r.ref, 6)
+           WHERE r.ref LIKE 'news:%%'), '[]'::json) AS cited
+FROM signals s
+WHERE s.agent = 'analyst' AND (%(symbol)s::text IS NULL OR s.symbol = %(symbol)s)
+ORDER BY s.ts DESC, s.signal_id DESC
+LIMIT %(limit)s
+"""
+
 
 class Store:
     def __init__(self, settings: Settings, *, pool_timeout_s: float = 5.0, lag_cache_s: float = 5.0) -> None:
@@ -151,6 +188,12 @@ class Store:
 
     async def agents(self) -> list[dict]:
         return await self.query(AGENTS_SQL)
+
+    async def news(self, symbol: str | None, since, until, limit: int) -> list[dict]:
+        return await self.query(NEWS_SQL, {"symbol": symbol, "since": since, "until": until, "limit": limit})
+
+    async def analyst_votes(self, symbol: str | None, limit: int) -> list[dict]:
+        return await self.query(ANALYST_VOTES_SQL, {"symbol": symbol, "limit": limit})
 
     # --- Kafka: consumer lag of the agents' groups --------------------------------------------------------
 

@@ -11,11 +11,19 @@ from functools import lru_cache
 
 from authlib.deprecate import AuthlibDeprecationWarning  # noqa: E402
 
-# authlib forces its deprecation warnings "always" on import; confluent-kafka still uses httpx 0.x.
+# authlib forces its deprecation warnings "always" on import.
 warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
 
 import faust  # noqa: E402
+
 import httpx  # noqa: E402
+
+try:  # confluent-kafka's registry client uses httpx2 when it is installed (openai brings it), else httpx
+    import httpx2  # noqa: E402
+
+    TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, httpx2.TransportError)
+except ImportError:  # pragma: no cover - no httpx2 in this environment
+    TRANSPORT_ERRORS = (httpx.TransportError,)
 from confluent_kafka.error import SerializationError  # noqa: E402
 from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer  # noqa: E402
@@ -56,7 +64,7 @@ def decoding_outage(error: Exception) -> ServiceUnavailable | None:
     """What a deserializer's `error` means when it is the registry's fault, not the message's: it
     was unreachable or timed out, or answered anything but 404 (401/403 too: no message would
     decode, so none is to blame). None when the message itself is bad."""
-    if isinstance(error, httpx.TransportError):  # refused, reset, timed out
+    if isinstance(error, TRANSPORT_ERRORS):  # refused, reset, timed out
         return _unavailable(error)
     if isinstance(error, SchemaRegistryError) and error.http_status_code != 404:
         return _unavailable(error)
@@ -90,7 +98,7 @@ class AvroCodec:
     def encode(self, record: dict) -> bytes:
         try:
             return self._serializer(record, self._context)
-        except httpx.TransportError as error:  # refused, reset, timed out
+        except TRANSPORT_ERRORS as error:  # refused, reset, timed out
             raise _unavailable(error) from error
         except SchemaRegistryError as error:
             if _is_outage(error):

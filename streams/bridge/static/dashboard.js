@@ -3,13 +3,17 @@
 // sessionStorage and removed from the address bar) or the login form.
 "use strict";
 
-const STREAM_TOPICS = ["market.bars", "market.ticks", "consensus.decisions", "risk.verdicts", "fills", "agent.signals"];
+const STREAM_TOPICS = ["market.bars", "market.ticks", "consensus.decisions", "risk.verdicts", "fills", "agent.signals",
+  "news.items"];
 const MAX_POINTS = 750;        // bars kept per symbol
 const MAX_CHARTS = 12;
 const MAX_DECISION_ROWS = 60;
 const MAX_FILL_ROWS = 30;
 const BOOK_POLL_MS = 3000;
 const AGENTS_POLL_MS = 5000;
+const NEWS_POLL_MS = 5000;     // news markers of the charted symbols and the analyst panel
+const MAX_NEWS_PER_CHART = 300;
+const MAX_ANALYST_VOTES = 12;
 
 const state = {
   token: null,
@@ -28,6 +32,7 @@ const state = {
   hidden: new Set(),      // symbols with prices but no chart (over MAX_CHARTS)
   account: null,
   bookTimer: null,
+  analystTimer: null,
   stopped: false,
 };
 
@@ -155,7 +160,8 @@ setInterval(() => {
 function seriesFor(symbol) {
   let s = state.series.get(symbol);
   if (!s) {
-    s = { bars: [], tick: null, decisions: [], fills: [], dirty: true, card: null, canvas: null };
+    s = { bars: [], tick: null, decisions: [], fills: [], news: new Map(), dirty: true, card: null, canvas: null,
+          newsLayer: null, newsTip: null, newsEls: new Map(), pinned: null };  // pinned: the news id a click keeps shown
     state.series.set(symbol, s);
   }
   return s;
@@ -175,12 +181,15 @@ function cardFor(symbol, s) {
   const empty = $("charts-empty");
   if (empty) empty.remove();
   s.canvas = h("canvas", { width: 340, height: 170 });
+  s.newsLayer = h("div", { class: "news-layer" });
+  s.newsTip = h("div", { class: "news-tip", hidden: true });
   s.card = h("div", { class: "chart-card", "data-symbol": symbol },
     h("div", { class: "chart-head" },
       h("span", { class: "symbol" }, symbol),
       h("span", {}, h("span", { class: "last-price" }, "–"), h("span", { class: "change" }, ""))),
     h("div", { class: "chart-sub" }, h("span", { class: "range" }, ""), h("span", { class: "position" }, "")),
-    s.canvas);
+    h("div", { class: "chart-wrap" }, s.canvas, s.newsLayer),
+    s.newsTip);
   const after = [...charts.querySelectorAll(".chart-card")].find((c) => c.dataset.symbol > symbol);
   charts.insertBefore(s.card, after || null);
   return s.card;
@@ -330,12 +339,147 @@ function drawChart(symbol, s) {
   }
   s.card.dataset.points = String(points.length);
   s.card.dataset.markers = String(markers);
+  placeNewsMarkers(symbol, s, x, (t) => y(at(t)), tMin, tMax);
   // last price tag
   const lastY = y(points[points.length - 1].v);
   ctx.fillStyle = color;
   ctx.fillRect(width - pad.r + 1, lastY - 7, pad.r - 2, 14);
   ctx.fillStyle = "#0f1419";
   ctx.fillText(price(points[points.length - 1].v), width - pad.r + 4, lastY + 3);
+}
+
+// ---- news markers --------------------------------------------------------------------------------------
+
+// News as DOM markers over the canvas (so hover, focus and click work like on any element): a dot on
+// the price line at the item's time; hover shows its headline, a click keeps it shown.
+function placeNewsMarkers(symbol, s, x, yAt, tMin, tMax) {
+  const items = [...s.news.values()].filter((n) => n.t >= tMin && n.t <= tMax).sort((a, b) => a.t - b.t)
+    .slice(-MAX_NEWS_PER_CHART);
+  const keep = new Set(items.map((n) => n.id));
+  for (const [id, marker] of s.newsEls) if (!keep.has(id)) { marker.remove(); s.newsEls.delete(id); }
+  for (const n of items) {
+    let marker = s.newsEls.get(n.id);
+    if (!marker) {  // made once per item, then only moved: charts redraw on every tick
+      marker = h("button", { class: "news-marker", type: "button", "data-news-id": n.id, title: newsTitle(n),
+                             "aria-label": symbol + " news: " + n.headline });
+      marker.addEventListener("mouseenter", () => showNews(s, s.news.get(n.id) || n));
+      marker.addEventListener("focus", () => showNews(s, s.news.get(n.id) || n));
+      marker.addEventListener("mouseleave", () => hideNews(s));
+      marker.addEventListener("blur", () => hideNews(s));
+      marker.addEventListener("click", () => {
+        s.pinned = s.pinned === n.id ? null : n.id;
+        if (s.pinned) showNews(s, s.news.get(n.id) || n); else hideNews(s);
+      });
+      s.newsEls.set(n.id, marker);
+      s.newsLayer.append(marker);
+    }
+    marker.style.left = x(n.t).toFixed(1) + "px";
+    marker.style.top = yAt(n.t).toFixed(1) + "px";
+  }
+  s.card.dataset.news = String(items.length);
+}
+
+function newsTitle(n) {
+  return day(n.t) + " · " + n.source + ": " + n.headline;
+}
+
+function showNews(s, n) {
+  const tip = s.newsTip;
+  const parts = [
+    h("div", { class: "dim" }, stamp(n.ts || n.t) + " · " + n.source),
+    n.url ? h("a", { class: "headline", href: n.url, target: "_blank", rel: "noopener noreferrer" }, n.headline)
+          : h("div", { class: "headline" }, n.headline)];
+  if (n.body) parts.push(h("div", { class: "body" }, n.body));
+  tip.replaceChildren(...parts);  // (replaceChildren would write a null out as "null")
+  tip.dataset.newsId = n.id;
+  tip.hidden = false;
+  tip.classList.toggle("pinned", s.pinned === n.id);
+  for (const [id, m] of s.newsEls) m.classList.toggle("pinned", id === s.pinned);
+}
+
+// back to the pinned headline, if any, else nothing
+function hideNews(s) {
+  const pinned = s.pinned ? s.news.get(s.pinned) : null;
+  if (pinned) { showNews(s, pinned); return; }
+  s.newsTip.hidden = true;
+  for (const m of s.newsEls.values()) m.classList.remove("pinned");
+}
+
+// Items come from the vault (REST), live (news.items) and from the analyst's citations (no summary):
+// what one source lacks is kept from another.
+function addNews(symbol, n) {
+  const t = Date.parse(n.ts);
+  if (!isFinite(t) || !n.id) return;
+  const s = seriesFor(symbol);
+  const known = s.news.get(n.id);
+  const item = { id: n.id, t, ts: n.ts, source: n.source || (known ? known.source : ""), headline: n.headline,
+                 body: n.body || (known ? known.body : ""), url: n.url || (known ? known.url : null) };
+  if (known && ["t", "source", "headline", "body", "url"].every((k) => known[k] === item[k])) return;
+  s.news.set(n.id, item);
+  const marker = s.newsEls.get(n.id);  // kept (it may be under the pointer), retitled
+  if (marker) { marker.title = newsTitle(item); marker.setAttribute("aria-label", symbol + " news: " + item.headline); }
+  if (s.news.size > 2 * MAX_NEWS_PER_CHART) s.news.delete(s.news.keys().next().value);
+  if (s.newsTip && !s.newsTip.hidden && s.newsTip.dataset.newsId === n.id) showNews(s, item);  // shown: keep it current
+  s.dirty = true;
+}
+
+async function refreshNews() {
+  const charted = [...state.series.entries()].filter(([, s]) => s.card && s.bars.length);
+  await Promise.all(charted.map(async ([symbol, s]) => {
+    const since = new Date(s.bars[0].t).toISOString();
+    const until = new Date(s.bars[s.bars.length - 1].t + 86400000).toISOString();
+    try {
+      const data = await api("/v1/news?symbol=" + encodeURIComponent(symbol) + "&since=" + encodeURIComponent(since)
+        + "&until=" + encodeURIComponent(until) + "&limit=" + MAX_NEWS_PER_CHART);
+      for (const n of data.news || []) addNews(symbol, n);
+    } catch (error) {
+      console.warn("news:", error);
+    }
+  }));
+}
+
+// ---- the analyst's votes and the headlines they cite ---------------------------------------------------
+
+function scheduleAnalyst(ms) {
+  clearTimeout(state.analystTimer);
+  state.analystTimer = setTimeout(refreshAnalyst, ms);
+}
+
+async function refreshAnalyst() {
+  try {
+    // with ?symbols=, the votes on those symbols; else the latest of all
+    const paths = state.only ? [...state.only].map((symbol) => "/v1/analyst/votes?symbol=" + encodeURIComponent(symbol)
+      + "&limit=" + MAX_ANALYST_VOTES) : ["/v1/analyst/votes?limit=" + MAX_ANALYST_VOTES];
+    const answers = await Promise.all(paths.map(api));
+    const votes = answers.flatMap((a) => a.votes || []);
+    votes.sort((a, b) => Date.parse(b.ts) - Date.parse(a.ts) || String(b.signal_id).localeCompare(String(a.signal_id)));
+    renderAnalyst(votes.slice(0, MAX_ANALYST_VOTES));
+  } catch (error) {
+    console.warn("analyst:", error);
+  }
+}
+
+function citedItem(c) {
+  const text = c.headline === null || c.headline === undefined ? "news " + c.id.slice(0, 8) + "… (not in the vault yet)" : c.headline;
+  const head = c.url ? h("a", { href: c.url, target: "_blank", rel: "noopener noreferrer" }, text) : h("span", {}, text);
+  return h("li", { "data-news-id": c.id }, h("span", { class: "dim" }, day(c.ts) + (c.source ? " · " + c.source : "") + " "), head);
+}
+
+function renderAnalyst(votes) {
+  const list = $("analyst-votes");
+  if (!votes.length) {
+    list.replaceChildren(h("li", { class: "empty-row" }, "no analyst votes yet"));
+    return;
+  }
+  list.replaceChildren(...votes.map((v) => h("li", { class: "analyst-vote", "data-signal-id": v.signal_id, "data-symbol": v.symbol },
+    h("div", { class: "vote-head" },
+      h("span", { class: "dim" }, stamp(v.ts)), h("b", {}, v.symbol),
+      h("span", { class: "badge " + v.action }, v.action),
+      h("span", { class: "confidence" }, "confidence " + fixed(v.confidence, 2))),
+    h("div", { class: "rationale" }, v.rationale || ""),
+    (v.cited || []).length ? h("ul", { class: "cited" }, ...v.cited.map(citedItem)) : h("div", { class: "dim" }, "no news cited"))));
+  // the headlines it rests on are also markers on its chart
+  for (const v of votes) for (const c of v.cited || []) if (c.headline && c.ts) addNews(v.symbol, c);
 }
 
 function render() {
@@ -430,6 +574,7 @@ function addFill(f, live) {
 
 function addSignal(sig) {
   state.agentsLive.set(sig.agent, { ts: sig.ts, action: sig.action, symbol: sig.symbol });
+  if (sig.agent === "analyst") scheduleAnalyst(500);
   const row = document.querySelector(`#agents tr[data-agent="${CSS.escape(sig.agent)}"] .last`);
   if (row) row.textContent = stamp(sig.ts) + " " + sig.symbol + " " + sig.action;
 }
@@ -578,6 +723,7 @@ function onEvent(m) {
     case "risk.verdicts": addVerdict(v); break;
     case "fills": addFill(v, true); break;
     case "agent.signals": addSignal(v); break;
+    case "news.items": for (const symbol of v.symbols || []) addNews(symbol, v); break;
     default: break;
   }
 }
@@ -615,7 +761,10 @@ async function start() {
   await loadHistory();
   refreshBook();
   refreshAgents();
+  refreshNews();
+  refreshAnalyst();
   setInterval(() => { if (!state.stopped) refreshAgents(); }, AGENTS_POLL_MS);
+  setInterval(() => { if (!state.stopped) { refreshNews(); refreshAnalyst(); } }, NEWS_POLL_MS);
 }
 
 document.addEventListener("DOMContentLoaded", start);

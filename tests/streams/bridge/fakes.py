@@ -79,3 +79,15 @@ class FakeStore:
     async def consumer_lag(self):
         self._check("lag")
         return [{"group": "algo-technical", "agent": "technical", "state": "stable", "lag": 3, "topics": {"market.bars": 3}}]
+
+    async def news(self, symbol, since, until, limit):
+        self._check("news", symbol, since, until, limit)
+        return [{"id": "n1", "ts": "2013-03-01T00:00:00+00:00", "source": "wire", "headline": "Apple beats",
+                 "body": "", "url": None, "symbols": [symbol or "AAPL"]}]
+
+    async def analyst_votes(self, symbol, limit):
+        self._check("analyst_votes", symbol, limit)
+        return [{"signal_id": "s1", "symbol": symbol or "AAPL", "ts": "2013-03-01T00:00:00+00:00", "action": "BUY",
+                 "confidence": 0.7, "rationale": "positive: 'Apple beats'", "model_version": "analyst-1",
+                 "cited": [{"id": "n1", "ts": "2013-03-01T00:00:00+00:00", "source": "wire",
+                            "headline": "Apple beats", "url": None}]}]

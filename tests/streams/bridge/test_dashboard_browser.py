@@ -1,6 +1,8 @@
 """The dashboard in a real browser (Debian's headless Chromium through Playwright) while events flow:
-bars, a decision with its votes and risk verdict, a fill and the book must show up; a screenshot is
-saved to test-artifacts/dashboard.png."""
+bars, a decision with its votes and risk verdict, a fill and the book must show up, and news markers
+on the charts (from the vault's news rows, and live from news.items) with their headlines on hover and
+click, and the analyst's votes with the headlines they cite (signals rows); a screenshot is saved to
+test-artifacts/dashboard.png."""
 from __future__ import annotations
 
 import math
@@ -14,7 +16,7 @@ import pytest
 
 from streams.bus.codecs import CodecRegistry
 from tests.streams.bridge.helpers import ARTIFACTS, BridgeProcess, unique_symbol
-from tests.fixtures import decision, fill
+from tests.fixtures import decision, fill, news_item
 from tests.kafka_tools import produce
 
 pytestmark = pytest.mark.integration
@@ -45,7 +47,33 @@ def book(provisioned):
         conn.execute("DELETE FROM accounts WHERE account = %s", (account,))
 
 
-def test_dashboard_shows_prices_decisions_and_pnl(provisioned, book, tmp_path):
+@pytest.fixture
+def vault_news(provisioned):
+    """News rows and analyst votes citing them, written to the vault as the persistence agent would; removed after."""
+    run = uuid.uuid4().hex[:8]
+    written: dict[str, list[str]] = {"news": [], "signals": []}
+
+    def write(news: list[dict], votes: list[dict]) -> None:
+        with psycopg.connect(provisioned.database_url, autocommit=True) as conn:
+            for n in news:
+                conn.execute("INSERT INTO news (id, ts, source, headline, body, symbols, url) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                             (n["id"], n["ts"], n["source"], n["headline"], n["body"], n["symbols"], n["url"]))
+                written["news"].append(n["id"])
+            for v in votes:
+                conn.execute("INSERT INTO signals (signal_id, agent, symbol, ts, action, confidence, rationale, "
+                             "model_version, input_refs) VALUES (%s, 'analyst', %s, %s, %s, %s, %s, 'analyst-test', %s)",
+                             (v["signal_id"], v["symbol"], v["ts"], v["action"], v["confidence"], v["rationale"],
+                              v["input_refs"]))
+                written["signals"].append(v["signal_id"])
+
+    write.run = run
+    yield write
+    with psycopg.connect(provisioned.database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM signals WHERE signal_id = ANY(%s)", (written["signals"],))
+        conn.execute("DELETE FROM news WHERE id = ANY(%s)", (written["news"],))
+
+
+def test_dashboard_shows_prices_decisions_and_pnl(provisioned, book, vault_news, tmp_path):
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: run `bash ops/bootstrap.sh` (it installs Debian's chromium)")
     from playwright.sync_api import expect, sync_playwright
@@ -98,6 +126,23 @@ def test_dashboard_shows_prices_decisions_and_pnl(provisioned, book, tmp_path):
                 conn.execute("INSERT INTO positions (account, symbol, quantity, avg_price, last_price, unrealised_pnl) "
                              "VALUES (%s, %s, 40, %s, %s, 1234.5)", (account, symbols[0], the_fill["price"], last_close))
 
+            # news: two rows in the vault for the first symbol (one declared, one only cited by the analyst's
+            # vote on it, as a feed item is), the vote citing both; and one live item for the second symbol
+            day0 = series[symbols[0]][0]["ts"]
+            declared = news_item(id=f"test-{vault_news.run}-declared", ts=day0 + timedelta(days=20), source="wire",
+                                 headline=f"{symbols[0]} raises its outlook", body="Guidance above estimates.",
+                                 symbols=[symbols[0]], url=None)
+            resolved = news_item(id=f"test-{vault_news.run}-resolved", ts=day0 + timedelta(days=50), source="feed",
+                                 headline=f"{symbols[0]} wins a large contract", body="", symbols=[], url=None)
+            vote = {"signal_id": f"test-{vault_news.run}-vote", "symbol": symbols[0], "ts": day0 + timedelta(days=50, hours=1),
+                    "action": "BUY", "confidence": 0.73,
+                    "rationale": f"positive: '{resolved['headline']}' (with '{declared['headline']}')",
+                    "input_refs": [f"news:{resolved['id']}", f"news:{declared['id']}"]}
+            vault_news([declared, resolved], [vote])
+            live = news_item(id=f"test-{vault_news.run}-live", ts=series[symbols[1]][30]["ts"], source="wire",
+                             headline=f"{symbols[1]} names a new chief executive", symbols=[symbols[1]])
+            produce(provisioned, "news.items", live["id"].encode(), encode("news.items", live))
+
             card = page.locator(f'.chart-card[data-symbol="{symbols[0]}"]')
             expect(card.locator(".last-price")).to_have_text(f"{last_close:.2f}", timeout=30_000)
             expect(card).to_have_attribute("data-points", "80", timeout=30_000)
@@ -113,6 +158,36 @@ def test_dashboard_shows_prices_decisions_and_pnl(provisioned, book, tmp_path):
             # ours says APPROVE; a risk agent running on the stack may answer the same decision too
             expect(row.locator(".verdict")).to_contain_text(re.compile("APPROVE|RESIZE|REJECT"), timeout=30_000)
             expect(page.locator(f'#fills tr[data-fill-id="{the_fill["fill_id"]}"]')).to_contain_text(account, timeout=30_000)
+
+            # the news markers: from the vault (REST) on the first chart, live (websocket) on the second
+            for news_id in (declared["id"], resolved["id"]):
+                expect(card.locator(f'.news-marker[data-news-id="{news_id}"]')).to_be_visible(timeout=30_000)
+            expect(page.locator(f'.chart-card[data-symbol="{symbols[1]}"] .news-marker[data-news-id="{live["id"]}"]')
+                   ).to_be_visible(timeout=30_000)
+            tip = card.locator(".news-tip")
+            card.locator(f'.news-marker[data-news-id="{declared["id"]}"]').hover()
+            expect(tip).to_be_visible()
+            expect(tip).to_contain_text(declared["headline"])
+            expect(tip).to_contain_text("Guidance above estimates.")
+            page.mouse.move(5, 5)
+            expect(tip).to_be_hidden()
+            marker = card.locator(f'.news-marker[data-news-id="{resolved["id"]}"]')
+            marker.click()  # a click keeps the headline shown after the pointer leaves
+            page.mouse.move(5, 5)
+            expect(tip).to_contain_text(resolved["headline"])
+            expect(tip).to_have_attribute("data-news-id", resolved["id"])
+            expect(tip).not_to_contain_text("null")  # no summary: no line for it
+            expect(marker).to_have_class(re.compile("pinned"))
+            # the marker sits at the item's time on the chart: left of the later one
+            assert card.locator(f'.news-marker[data-news-id="{declared["id"]}"]').bounding_box()["x"] < marker.bounding_box()["x"]
+
+            # the analyst's vote with its cited headlines, in the order it cites them
+            voted = page.locator(f'#analyst-votes li[data-signal-id="{vote["signal_id"]}"]')
+            expect(voted).to_contain_text("BUY", timeout=30_000)
+            expect(voted).to_contain_text("confidence 0.73")
+            expect(voted.locator(".rationale")).to_have_text(vote["rationale"])
+            expect(voted.locator(".cited li")).to_have_text([re.compile(re.escape(resolved["headline"])),
+                                                             re.compile(re.escape(declared["headline"]))])
 
             page.locator("#account-select").select_option(account, timeout=30_000)
             expect(page.locator("#pnl-equity")).to_have_text("101,234.50", timeout=30_000)

@@ -15,7 +15,7 @@ def analyst() -> None:
     """The Analyst: news sentiment with as-of retrieval over pgvector, and replayable votes."""
 
 
-DEFAULT_SCORER_OUT = "models/analyst-scorer"
+DEFAULT_SCORER_OUT = "models/analyst-scorer"  # = scorer.DEFAULT_OUT, kept here so --help needs no import
 
 
 @analyst.command("train")

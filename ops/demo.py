@@ -1,7 +1,9 @@
 """`algo demo`: the whole pipeline on bundled data, ending with a summary of what landed in Postgres.
 
 Steps: stack up -> provision -> a Quant model (the registered one, else a quick PPO training, see
-DEMO_QUANT) -> start the workers (bars, persistence, technical, quant, consensus, risk, broker) -> replay the dataset -> wait until every source bar is in market_data and the trading loop
+DEMO_QUANT) -> the demo news corpus embedded into pgvector (`algo analyst backfill`, idempotent) -> start
+the workers (bars, persistence, technical, quant, analyst, consensus, risk, broker) -> replay the dataset
+and the news corpus interleaved in event time -> wait until every source bar is in market_data and the trading loop
 (votes -> decisions -> verdicts -> orders -> fills) has gone quiet -> ask the Risk agent, over
 Kafka, for an SMA-crossover backtest of each symbol on the bars that landed -> summary -> stop the
 workers. Each run trades a fresh paper account (demo-<time>). The stack stays up (`algo stack down`).
@@ -30,7 +32,7 @@ from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wa
 from streams.errors import AlgoError
 from streams.settings import Settings
 
-DEMO_WORKERS = ("bars", "persistence", "technical", "quant", "consensus", "risk", "broker")
+DEMO_WORKERS = ("bars", "persistence", "technical", "quant", "analyst", "consensus", "risk", "broker")
 # The demo's Quant policy when none is registered: PPO on S&P 500 index bars from 2014 on, i.e.
 # after the bundled stocks' 2000-2013 and never on the replayed symbols themselves.
 DEMO_QUANT = {"dataset": "sp500", "start": "2014-01-01", "timesteps": 30_000, "seed": 0}
@@ -362,12 +364,12 @@ def signal_counts(settings: Settings, series) -> dict[str, int]:
 
 
 def run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool = False,
-             duration: float | None = None, speed: float = 0.0) -> dict:
+             duration: float | None = None, speed: float = 0.0, news_path: str | None = None) -> dict:
     """The demo (see the module's doc). Stopped by SIGINT or SIGTERM: the workers and the bridge are
     stopped, one line says so on stderr, and SystemExit carries 128 + the signal's number."""
     with stopped_by_signals():
         try:
-            return _run_demo(settings, dataset, symbols, quiet, duration, speed)
+            return _run_demo(settings, dataset, symbols, quiet, duration, speed, news_path)
         except DemoStopped as stopped:
             print(f"demo: stopped by {stopped}; the workers and the bridge it started are stopped, the stack stays up",
                   file=sys.stderr, flush=True)
@@ -375,20 +377,34 @@ def run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool =
 
 
 def _run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool, duration: float | None,
-              speed: float) -> dict:
+              speed: float, news_path: str | None = None) -> dict:
     from ops.stack import services as stack
     from ops.provision import provision
     from streams.market.datasets import load_dataset
+    from streams.analyst.memory import backfill, connect
+    from streams.analyst.resources import demo_corpus
+    from streams.analyst.service import with_resolved_symbols
+    from streams.market.news import load_news
     from streams.market.replay import replay
 
     say = (lambda _: None) if quiet else (lambda s: print(f"demo: {s}", flush=True))
     series = load_dataset(dataset, symbols)
     names = [s.symbol for s in series]
+    news = load_news(news_path or demo_corpus())
     started = time.perf_counter()
     stack.up(settings, progress=say)
     stack_seconds = time.perf_counter() - started
     provision(settings, progress=say)
     quant_version = ensure_quant_model(settings, say)
+    # the news archive the Analyst retrieves from, as of each item's time (never later items): embedding it
+    # up front makes each vote independent of the order in which the replayed items reach the analyst
+    conn = connect(settings.database_url)
+    try:
+        memory = backfill(conn, with_resolved_symbols(news), progress=False)
+    finally:
+        conn.close()
+    say(f"news memory: {len(news)} items of {news_path or 'the demo corpus'} in pgvector "
+        f"({memory.embedded} embedded now, {memory.skipped} already there)")
     account = f"demo-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     decisions_before = topic_size(settings, "consensus.decisions")
     say(f"starting workers {', '.join(DEMO_WORKERS)} for paper account {account} "
@@ -403,9 +419,9 @@ def _run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool,
         say(f"dashboard: {dashboard_url}")
         wait_ready(settings, workers[:-1])
         since = datetime.now(timezone.utc)
-        say(f"replaying {dataset}: {', '.join(names)}")
+        say(f"replaying {dataset}: {', '.join(names)}, with {len(news)} news items in event time")
         replay_started = time.monotonic()
-        report = replay(settings, series, f"replay:{dataset}", speed=speed, show_progress=not quiet)
+        report = replay(settings, series, f"replay:{dataset}", speed=speed, show_progress=not quiet, news=news)
         expected = sum(len(s) for s in series) if settings.bar_interval_seconds == 86400 else 1
         say(f"waiting for {expected} bars in Postgres")
         persisted, last_write = wait_for_bars(settings, since, expected, names, workers)
@@ -437,6 +453,7 @@ def _run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool,
         "symbols": names,
         "stack_up_seconds": round(stack_seconds, 2),
         "ticks_published": report.ticks,
+        "news_published": report.news,
         "replay_seconds": round(report.seconds, 3),
         "ticks_per_second": round(report.ticks_per_second, 1),
         "bars_persisted": persisted,
@@ -491,7 +508,8 @@ def print_summary(summary: dict) -> None:
     else:
         console.print(f"decisions: {summary['decisions']:,}; no fills for {summary['account']}")
     votes = ", ".join(f"{agent} {count:,}" for agent, count in summary["signals_by_agent"].items())
-    console.print(f"agent votes this run: {votes or 'none'} (quant model {summary['quant_model']})")
+    console.print(f"agent votes this run: {votes or 'none'} (quant model {summary['quant_model']}); "
+                  f"news items replayed: {summary['news_published']:,}")
     console.print(f"dashboard (live while the demo runs; `algo bridge` serves it afterwards): {summary['dashboard_url']}")
     console.print("inspect: `algo tail consensus.decisions --from-beginning --limit 5`, psql on DATABASE_URL; "
                   "stop everything with `algo stack down`")

@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 
+import torch
+
 from streams.analyst.chain import AGENT
 from streams.analyst.service import Analyst
 from streams.app import app, avro_topic, dead_letter_on_failure, decode_or_dead_letter, log, raw_topic, settings
 from streams.outages import until_available
 
+# one item at a time: one thread embeds it in ~15 ms and leaves the other core to Kafka (two threads
+# contend with the other workers on a small machine: benchmarks/embedding.py)
+torch.set_num_threads(1)
 news_topic = raw_topic("news.items")
 signals_topic = avro_topic("agent.signals")
 logs_topic = avro_topic("agent.logs")

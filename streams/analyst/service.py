@@ -14,6 +14,7 @@ import psycopg
 
 from streams.analyst import chain
 from streams.analyst.chain import AnalystError, ChainParts, VoteInputs
+from streams.analyst.memory import connect
 from streams.errors import ServiceUnavailable
 from streams.market.bars import to_micros
 from streams.outages import postgres_errors
@@ -40,13 +41,15 @@ def embeddings_of(conn: psycopg.Connection, ids: list[str]) -> dict[str, np.ndar
     return {row[0]: np.asarray(row[1], dtype=np.float32) for row in rows}
 
 
-def connect(database_url: str) -> psycopg.Connection:
-    from pgvector.psycopg import register_vector
+def with_resolved_symbols(items: list[dict]) -> list[dict]:
+    """The items with the symbols their text names added to the declared ones (what the analyst
+    stores), so a backfilled item without declared symbols is found by the per-symbol retrieval."""
+    from streams.analyst.symbols import SymbolTable
 
-    with postgres_errors():
-        conn = psycopg.connect(database_url, autocommit=True, connect_timeout=10)
-        register_vector(conn)
-        return conn
+    table = SymbolTable.load()
+    return [{**item, "symbols": sorted({*(item.get("symbols") or ()), *table.resolve(
+        item["headline"], item.get("body") or "", item.get("symbols") or (), as_of=item["ts"]).symbols})}
+        for item in items]
 
 
 class Analyst:
@@ -68,7 +71,7 @@ class Analyst:
         from streams.analyst.symbols import SymbolTable
 
         scorer = Scorer.load(self.rules.scorer_dir or None)
-        table = SymbolTable.load()
+        table = self._table = SymbolTable.load()
         judge, llm_name = None, None
         if self.rules.llm:
             judge, llm_name = chain.build_judge(chain.chat_model(self.rules)), self.rules.llm
@@ -76,7 +79,8 @@ class Analyst:
                           **({"llm": llm_name, "prompt": chain.PROMPT_VERSION} if llm_name else {})}
         self.model_version = chain.model_version(scorer.version, embedding_version(), llm_name or "")
         self._chain = chain.build_chain(ChainParts(
-            resolve=lambda item: table.resolve(item["headline"], item.get("body") or "", item.get("symbols") or ()),
+            resolve=lambda item: table.resolve(item["headline"], item.get("body") or "", item.get("symbols") or (),
+                                               as_of=item["ts"]),
             retrieve=self._retrieve, scorer=scorer, rules=self.rules, judge=judge, llm_model=llm_name))
         self.scorer = scorer
 
@@ -113,7 +117,9 @@ class Analyst:
         if item["id"] in stored:
             return stored[item["id"]]
         vector = embed([news_text(item)])
-        store(conn, [item], vector)
+        resolved = self._table.resolve(item["headline"], item.get("body") or "", item.get("symbols") or (),
+                                       as_of=item["ts"]).symbols
+        store(conn, [{**item, "symbols": sorted({*(item.get("symbols") or ()), *resolved})}], vector)
         return embeddings_of(conn, [item["id"]]).get(item["id"], vector[0])
 
     def analyse(self, item: dict) -> Analysis:

@@ -118,7 +118,7 @@ def test_an_unknown_variable_under_the_projects_prefixes_fails_start_up(name, su
     message = str(error.value)
     assert message.startswith(f"{name} is not a setting") and "\n" not in message
     assert suggestion is None or f"did you mean {suggestion}?" in message
-    assert message.endswith("(variables under ALGO_, BAR_, BRIDGE_, BROKER_, CONSENSUS_, PERSIST_, QUANT_, RISK_ "
+    assert message.endswith("(variables under ALGO_, ANALYST_, BAR_, BRIDGE_, BROKER_, CONSENSUS_, PERSIST_, QUANT_, RISK_ "
                             "are this project's)")
 
 
@@ -126,7 +126,7 @@ def test_variables_that_are_not_ours_are_left_alone():
     foreign = {"KAFKA_HEAP_OPTS": "-Xmx1g", "POSTGRES_PASSWORD": "x", "REDIS_PORT": "1", "TOPIC_ALREADY_EXISTS": "1",
                "RISKY": "1", "ALGORITHM": "ppo", "BARS": "1", "ALGO_DEBUG_BUILD": "1", "BRIDGE_FUZZ_EXAMPLES": "5"}
     assert Settings.from_env(foreign) == Settings.from_env({})
-    assert set(settings_module.OWN_PREFIXES) == {"ALGO_", "BAR_", "BRIDGE_", "BROKER_", "CONSENSUS_", "PERSIST_",
+    assert set(settings_module.OWN_PREFIXES) == {"ALGO_", "ANALYST_", "BAR_", "BRIDGE_", "BROKER_", "CONSENSUS_", "PERSIST_",
                                                  "QUANT_", "RISK_"}
 
 
@@ -216,3 +216,19 @@ def test_faust_own_broker_variables_are_not_taken_for_typos_of_ours():
     assert settings.broker.fee_bps == Settings().broker.fee_bps
     with pytest.raises(ConfigError, match="BROKER_FEE_BSP is not a setting"):
         Settings.from_env({"BROKER_FEE_BSP": "2"})
+
+
+def test_the_analysts_settings_come_from_analyst_variables_and_keep_the_key_out_of_reprs():
+    settings = Settings.from_env({"ANALYST_LLM": "openai:my-model", "ANALYST_LLM_BASE_URL": "http://127.0.0.1:8080/v1",
+                                  "ANALYST_LLM_API_KEY": "sk-secret-value", "ANALYST_CONTEXT_K": "5",
+                                  "ANALYST_HALF_LIFE_S": "3600"})
+    assert settings.analyst.llm == "openai:my-model" and settings.analyst.context_k == 5
+    assert settings.analyst.half_life_s == 3600.0 and settings.analyst.llm_api_key == "sk-secret-value"
+    assert "sk-secret-value" not in repr(settings)
+    assert Settings.from_env({}).analyst.llm == ""  # the offline scorer by default
+
+
+@pytest.mark.parametrize("value", ["gpt-4", "openai:", "llamacpp", "hf:model"])
+def test_a_malformed_analyst_llm_fails_start_up_with_one_line(value):
+    with pytest.raises(ConfigError, match=r"^ANALYST_LLM=.*openai:<model>"):
+        Settings.from_env({"ANALYST_LLM": value})

@@ -216,3 +216,43 @@ def test_chat_model_refuses_a_spec_it_does_not_know():
         chain.chat_model(AnalystSettings(llm="nope:x"))
     model = chain.chat_model(AnalystSettings(llm="openai:my-model", llm_base_url="http://127.0.0.1:9/v1"))
     assert model.model_name == "my-model"
+
+
+def test_the_openai_path_talks_to_any_openai_compatible_server():
+    """ANALYST_LLM=openai:<model> against a local server speaking the chat-completions API: the request
+    asks for JSON, carries the context, and the raw answer comes back for the record."""
+    import http.server
+    import threading
+
+    requests = []
+    answer = judgement(sentiment="positive", confidence=0.8, cited_ids=["a"])
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            requests.append((self.path, body))
+            reply = json.dumps({"id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
+                                "choices": [{"index": 0, "finish_reason": "stop",
+                                             "message": {"role": "assistant", "content": answer}}],
+                                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rules = AnalystSettings(llm="openai:local-model", llm_base_url=f"http://127.0.0.1:{server.server_port}/v1")
+        raw = chain.build_judge(chain.chat_model(rules)).invoke(chain.judge_prompt_values(inputs([item("a", 0.5)])))
+    finally:
+        server.shutdown()
+    assert raw == answer
+    [(path, body)] = requests
+    assert path == "/v1/chat/completions" and body["model"] == "local-model"
+    assert body["response_format"] == {"type": "json_object"} and body["temperature"] == 0.0
+    assert "headline a" in body["messages"][-1]["content"]

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -31,23 +29,14 @@ sys.path.insert(0, str(ROOT))
 from streams.market.bars import from_micros, to_micros  # noqa: E402
 from streams.bus.codecs import CodecRegistry  # noqa: E402
 from streams.settings import get_settings  # noqa: E402
+from benchmarks.workers import start_worker  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "latency.json"
 
 
-def start_worker(log: Path) -> subprocess.Popen:
-    env = {**os.environ, "ALGO_APP_ID": f"bench-{uuid.uuid4().hex[:8]}", "ALGO_OFFSET_RESET": "latest",
-           "BAR_INTERVAL": "1s", "BAR_IDLE_CLOSE_S": "3600", "CONSENSUS_MIN_CHANGE": "0"}
-    handle = open(log, "wb")
-    process = subprocess.Popen([sys.executable, "-m", "ops.cli", "worker", "signals"],
-                               cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while b"[^Worker]: Ready" not in log.read_bytes():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise SystemExit(f"worker did not start; see {log}")
-        time.sleep(0.25)
-    return process
+def start_signals_worker(log: Path):
+    return start_worker("signals", log, {"ALGO_APP_ID": f"bench-{uuid.uuid4().hex[:8]}", "ALGO_OFFSET_RESET": "latest",
+                                         "BAR_INTERVAL": "1s", "BAR_IDLE_CLOSE_S": "3600", "CONSENSUS_MIN_CHANGE": "0"})
 
 
 def run(rate: int, seconds: float, n_symbols: int, settings, log_dir: Path) -> dict:
@@ -55,7 +44,7 @@ def run(rate: int, seconds: float, n_symbols: int, settings, log_dir: Path) -> d
     symbols = [f"B{run_id}{i:02d}" for i in range(n_symbols)]
     codecs = CodecRegistry(settings.schema_registry_url)
     tick_codec, decision_codec = codecs.for_topic("market.ticks"), codecs.for_topic("consensus.decisions")
-    worker = start_worker(log_dir / f"latency-{rate}.log")
+    worker = start_signals_worker(log_dir / f"latency-{rate}.log")
     consumer = Consumer(settings.kafka_config({"group.id": f"bench-{run_id}", "auto.offset.reset": "latest",
                                                "log_level": 3, "fetch.wait.max.ms": 5}))
     consumer.subscribe(["consensus.decisions"])

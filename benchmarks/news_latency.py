@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -33,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from streams.bus.codecs import CodecRegistry  # noqa: E402
 from streams.settings import get_settings  # noqa: E402
+from benchmarks.workers import start_worker  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "news_latency.json"
 WARM_UP = 10
@@ -42,25 +41,11 @@ PHRASES = ("reports quarterly revenue above estimates", "cuts its full-year outl
            "opens a new data centre in Europe", "shares slip after an analyst downgrade")
 
 
-def start_worker(log: Path, app_id: str) -> subprocess.Popen:
-    env = {**os.environ, "ALGO_APP_ID": app_id, "ALGO_OFFSET_RESET": "latest"}
-    handle = open(log, "wb")
-    process = subprocess.Popen([sys.executable, "-m", "ops.cli", "worker", "analyst"],
-                               cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while b"[^Worker]: Ready" not in log.read_bytes():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise SystemExit(f"worker did not start; see {log}")
-        time.sleep(0.25)
-    return process
-
-
 def run(rate: float, count: int, settings, log_dir: Path) -> dict:
     run_id = f"bench-news-{uuid.uuid4().hex[:8]}"
     codecs = CodecRegistry(settings.schema_registry_url)
     news_codec, signal_codec = codecs.for_topic("news.items"), codecs.for_topic("agent.signals")
-    worker = start_worker(log_dir / "news-latency.log", run_id)
+    worker = start_worker("analyst", log_dir / "news-latency.log", {"ALGO_APP_ID": run_id, "ALGO_OFFSET_RESET": "latest"})
     consumer = Consumer(settings.kafka_config({"group.id": run_id, "auto.offset.reset": "latest", "log_level": 3,
                                                "fetch.wait.max.ms": 5}))
     consumer.subscribe(["agent.signals"])

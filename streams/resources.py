@@ -32,3 +32,13 @@ def sql_dir() -> Path:
 def static_dir() -> Path:
     """The dashboard's static files."""
     return Path(str(resources.files("streams.bridge").joinpath("static")))
+
+
+def read_utf8(path: Path, error: type[Exception], missing: str) -> str:
+    """A user's text file (a BOM is dropped); `error` with one line when it is missing or not UTF-8."""
+    if not path.is_file():
+        raise error(missing)
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as problem:
+        raise error(f"{path}: not UTF-8 text ({problem.reason} at byte {problem.start})") from None

@@ -26,6 +26,7 @@ import numpy as np
 
 from streams.analyst import lexicon
 from streams.errors import ModelError
+from streams.resources import read_utf8
 
 LABELS = ("negative", "neutral", "positive")
 WEIGHTS_FILE = "scorer.safetensors"
@@ -69,12 +70,7 @@ def read_labelled_csv(path: str | Path) -> tuple[list[LabelledRow], bool]:
     """Rows of a `text,label[,split]` CSV (any extra columns ignored; BOM, quoting handled) and
     whether it had a split column. Raises ModelError naming the problem."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"labelled CSV not found: {path}")
-    try:
-        content = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ModelError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from error
+    content = read_utf8(path, ModelError, f"labelled CSV not found: {path}")
     reader = csv.DictReader(io.StringIO(content, newline=""))
     if not reader.fieldnames:
         raise ModelError(f"{path}: empty file (expected a header with columns text,label)")

@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 from streams.bus.ids import derived_id
 from streams.errors import DataError
+from streams.resources import read_utf8
 
 COLUMNS = ("published_at", "symbols", "headline", "summary", "source", "url")
 REQUIRED = ("published_at", "headline", "source")
@@ -56,12 +57,7 @@ def split_symbols(value: str | list | None) -> list[str]:
 def load_news(path: str | Path) -> list[dict]:
     """The file's news items as NewsItem records sorted by time (file order among equal times)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    text = read_utf8(path, DataError, f"{path}: no such file")
     rows = _json_rows(path, text) if _is_json(path, text) else _csv_rows(path, text)
     items: list[dict] = []
     first_line: dict[str, int] = {}

@@ -121,22 +121,31 @@ def test_the_wheel_imports_from_itself_and_finds_its_data(installed: Path, tmp_p
     probe = """
 import json, risk_core._engine, streams, ops, streams.resources as r
 from streams.settings import Settings
+from streams.analyst import resources as analyst_data
+from streams.analyst.scorer import Scorer
 s = Settings()
 print(json.dumps({"streams": streams.__file__, "ops": ops.__file__, "engine": risk_core._engine.__file__,
                   "schemas": sorted(p.name for p in r.schema_dir().glob("*.avsc")), "schema_dir": str(r.schema_dir()),
                   "sql": sorted(p.name for p in r.sql_dir().glob("*.sql")), "sql_dir": str(r.sql_dir()),
                   "static": sorted(p.name for p in r.static_dir().iterdir()), "run_dir": str(s.run_dir),
-                  "model_dir": str(s.model_dir)}))
+                  "model_dir": str(s.model_dir), "analyst_data": str(analyst_data.data_dir()),
+                  "analyst_files": sorted(p.name for p in analyst_data.data_dir().iterdir()),
+                  "scorer": Scorer.load().version}))
 """
     result = _run(installed, str(installed / "bin" / "python"), "-c", probe, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     venv = str(installed.resolve())
-    for key in ("streams", "ops", "engine", "schema_dir", "sql_dir"):
+    for key in ("streams", "ops", "engine", "schema_dir", "sql_dir", "analyst_data"):
         assert found[key].startswith(venv) and str(PROJECT_ROOT) not in found[key], (key, found[key])
     assert found["schemas"] == sorted(p.name for p in (PROJECT_ROOT / "schemas" / "avro").glob("*.avsc"))
     assert found["sql"] == sorted(p.name for p in (PROJECT_ROOT / "sql").glob("*.sql"))
     assert "index.html" in found["static"]
+    # the Analyst's shipped files: the demo corpus, the symbol table, the labelled sentences, the scorer
+    assert {"news.csv", "symbols.json", "sentences.csv", "scorer"} <= set(found["analyst_files"])
+    from streams.analyst.scorer import Scorer
+
+    assert found["scorer"] == Scorer.load().version
     # no run dir or models inside site-packages: the cache, and the current directory
     assert found["run_dir"] == str(Path.home() / ".cache" / "algo" / "run")
     assert found["model_dir"] == "models"

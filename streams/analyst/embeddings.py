@@ -53,7 +53,7 @@ def embed(texts: list[str], batch_size: int = BATCH_SIZE, show_progress: bool = 
 
 
 class MiniLMEmbeddings(Embeddings):
-    """LangChain's Embeddings over the bundled MiniLM: what PGVectorStore and the chain are given."""
+    """LangChain's Embeddings over the bundled MiniLM: what the retriever and the chain are given."""
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return embed(texts).tolist()

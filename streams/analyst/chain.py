@@ -20,7 +20,7 @@ How a vote is made, per symbol the item names:
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, Literal, Sequence
 
@@ -266,9 +266,7 @@ def _judge(parts: ChainParts):
         judged = {}
         for symbol, inputs in state["inputs"].items():
             raw = parts.judge.invoke(judge_prompt_values(inputs))
-            judged[symbol] = VoteInputs(**{**asdict(inputs), "context": inputs.context,
-                                           "context_texts": inputs.context_texts,
-                                           "llm_raw": raw, "llm_model": parts.llm_model})
+            judged[symbol] = replace(inputs, llm_raw=raw, llm_model=parts.llm_model)
         return judged
     return RunnableLambda(step, name="score_in_context")
 
@@ -330,11 +328,8 @@ def build_judge(llm) -> Runnable:
         llm_judgement(str(content))  # a bad answer fails here, before it is recorded
         return str(content)
 
-    model = llm
-    try:  # a model that supports JSON mode answers in JSON for sure
-        model = llm.bind(response_format={"type": "json_object"}) if _is_openai(llm) else llm
-    except Exception:
-        model = llm
+    # an OpenAI-compatible server in JSON mode answers in JSON for sure; other models are asked in the prompt
+    model = llm.bind(response_format={"type": "json_object"}) if _is_openai(llm) else llm
     return prompt | model | RunnableLambda(raw_text, name="raw_answer")
 
 

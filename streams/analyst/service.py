@@ -131,10 +131,7 @@ class Analyst:
                 with postgres_errors():
                     embedding = self._item_embedding(item)
                     state = self._chain.invoke({"item": item, "ts_us": to_micros(item["ts"]), "embedding": embedding})
-            except ServiceUnavailable:
-                self._drop_connection()
-                raise
-            except psycopg.Error:
+            except (ServiceUnavailable, psycopg.Error):  # a fresh connection for the next try
                 self._drop_connection()
                 raise
         return self._results(item, state)

@@ -54,7 +54,8 @@ def _host_port(netloc: str, default_port: int, what: str) -> tuple[str, int]:
 
 # Variables under these prefixes are this project's, so one that no setting reads is an error. KAFKA_,
 # POSTGRES_, REDIS_ and TOPIC_ are not among them: the services' images and tools read their own.
-OWN_PREFIXES = ("ALGO_", "ANALYST_", "BAR_", "BRIDGE_", "BROKER_", "CONSENSUS_", "PERSIST_", "QUANT_", "RISK_")
+OWN_PREFIXES = ("ALGO_", "ANALYST_", "BAR_", "BRIDGE_", "BROKER_", "CONSENSUS_", "MEMORY_", "PERSIST_", "QUANT_",
+                "RISK_")
 # ours by prefix, but read by the build (setup.py) and the test suite, never by the running code
 NOT_SETTINGS = frozenset({"ALGO_DEBUG_BUILD", "BRIDGE_FUZZ_EXAMPLES"})
 # variables that were settings once, with what replaced them
@@ -126,6 +127,41 @@ class AnalystSettings:
     half_life_s: float = 2 * 86400.0  # an item's weight halves every half_life_s before the vote
     min_polarity: float = 0.15  # |aggregate sentiment| at least this -> BUY/SELL, else HOLD
     duplicate_similarity: float = 0.95  # a new item this close to an earlier one is a repeat: weight 0.1
+
+
+@dataclass(frozen=True)
+class MemorySettings:
+    """The Memory agent and the tiered store (Redis hot, Postgres cold): MEMORY_<FIELD>. Redis runs
+    with maxmemory and noeviction, so only the agent evicts: it demotes once used memory passes
+    high_watermark of maxmemory, down to low_watermark; the rest is the margin for writes between
+    its rounds."""
+    redis_maxmemory: str = "256mb"  # Redis's own notation (bytes, kb, mb, gb); written to redis.conf
+    high_watermark: float = 0.85
+    low_watermark: float = 0.75
+    check_interval_s: float = 0.5  # how often the agent reads Redis's used memory
+    candidates: int = 64  # eviction candidates scored per decision batch
+    access_batch_size: int = 200  # cache.access records per produce
+    access_flush_s: float = 1.0  # ... or at least this often
+    model_dir: str = ""  # empty: the policy shipped in streams/memory/data/policy/
+    value_max_bytes: int = 4 * 1024 * 1024  # larger values stay cold (never admitted to Redis)
+
+    def __post_init__(self) -> None:
+        self.maxmemory_bytes()  # a bad size fails when the settings are built, not in the worker
+        if not 0 < self.low_watermark < self.high_watermark < 1:
+            raise ConfigError(f"MEMORY_LOW_WATERMARK={self.low_watermark} and MEMORY_HIGH_WATERMARK="
+                              f"{self.high_watermark}: need 0 < low < high < 1 (fractions of maxmemory)")
+        if self.candidates < 2:
+            raise ConfigError(f"MEMORY_CANDIDATES={self.candidates}: need at least 2 to choose between")
+
+    def maxmemory_bytes(self) -> int:
+        """redis_maxmemory in bytes, read the way Redis reads it (k=1000, kb=1024, ...)."""
+        match = re.fullmatch(r"\s*(\d+)\s*(b|k|kb|m|mb|g|gb)?\s*", self.redis_maxmemory.lower())
+        if match is None or int(match.group(1)) == 0:
+            raise ConfigError(f"MEMORY_REDIS_MAXMEMORY={self.redis_maxmemory!r}: use a positive size such as "
+                              "64mb, 512kb or 1gb (Redis's notation)")
+        unit = {None: 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3,
+                "gb": 1024**3}[match.group(2)]
+        return int(match.group(1)) * unit
 
 
 @dataclass(frozen=True)
@@ -286,6 +322,7 @@ class Settings:
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     consensus: ConsensusRules = field(default_factory=ConsensusRules)
     analyst: AnalystSettings = field(default_factory=AnalystSettings)
+    memory: MemorySettings = field(default_factory=MemorySettings)
     # set from the command line, never from the environment (`algo worker NAME`, see configure())
     worker: str = "all"
 
@@ -327,6 +364,7 @@ class Settings:
                 ConsensusRules, "CONSENSUS_", ("window_s", "min_score", "min_agreement", "max_position", "min_change"),
                 **({} if weights is None else {"weights": parse_weights(weights)})),
             analyst=env.domain(AnalystSettings, "ANALYST_", llm=env.checked("ANALYST_LLM", "", _check_llm)),
+            memory=env.domain(MemorySettings, "MEMORY_"),
         )
         env.unknown()
         return settings

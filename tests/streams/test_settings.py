@@ -118,7 +118,7 @@ def test_an_unknown_variable_under_the_projects_prefixes_fails_start_up(name, su
     message = str(error.value)
     assert message.startswith(f"{name} is not a setting") and "\n" not in message
     assert suggestion is None or f"did you mean {suggestion}?" in message
-    assert message.endswith("(variables under ALGO_, ANALYST_, BAR_, BRIDGE_, BROKER_, CONSENSUS_, PERSIST_, QUANT_, RISK_ "
+    assert message.endswith("(variables under ALGO_, ANALYST_, BAR_, BRIDGE_, BROKER_, CONSENSUS_, MEMORY_, PERSIST_, QUANT_, RISK_ "
                             "are this project's)")
 
 
@@ -126,7 +126,7 @@ def test_variables_that_are_not_ours_are_left_alone():
     foreign = {"KAFKA_HEAP_OPTS": "-Xmx1g", "POSTGRES_PASSWORD": "x", "REDIS_PORT": "1", "TOPIC_ALREADY_EXISTS": "1",
                "RISKY": "1", "ALGORITHM": "ppo", "BARS": "1", "ALGO_DEBUG_BUILD": "1", "BRIDGE_FUZZ_EXAMPLES": "5"}
     assert Settings.from_env(foreign) == Settings.from_env({})
-    assert set(settings_module.OWN_PREFIXES) == {"ALGO_", "ANALYST_", "BAR_", "BRIDGE_", "BROKER_", "CONSENSUS_", "PERSIST_",
+    assert set(settings_module.OWN_PREFIXES) == {"ALGO_", "ANALYST_", "BAR_", "BRIDGE_", "BROKER_", "CONSENSUS_", "MEMORY_", "PERSIST_",
                                                  "QUANT_", "RISK_"}
 
 

@@ -62,10 +62,12 @@ setup(
     packages=find_packages(include=["streams", "streams.*", "ops", "ops.*", "risk_core", "risk_core.*"]),
     package_data={"ops": ["*.xml", "*.properties", "*.env", "conf/*"], "streams.bridge": ["static/*"],
                   "streams.analyst": ["data/*.csv", "data/*.json", "data/*.md", "data/scorer/*"],
+                  "streams.memory": ["data/policy/*"],
                   "risk_core": ["*.pxd", "*.pyx", "include/risk_core/*.hpp"]},
     include_package_data=True,
     install_requires=requirements(),
-    extras_require={"test": requirements("requirements-test.txt")},
+    # eval: libCacheSim baselines for `algo memory evaluate` (GPL-3.0, never imported by the pipeline)
+    extras_require={"test": requirements("requirements-test.txt"), "eval": ["libcachesim==0.3.5"]},
     cmdclass={"build_py": build_py_with_contract},
     ext_modules=risk_core_extensions(),
     entry_points={"console_scripts": ["algo = ops.cli:main"]},

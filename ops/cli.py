@@ -203,6 +203,10 @@ from streams.analyst.cli import analyst  # noqa: E402
 
 cli.add_command(analyst)
 
+from streams.memory.cli import memory  # noqa: E402
+
+cli.add_command(memory)
+
 
 def main() -> None:
     cli(prog_name="algo")

@@ -32,7 +32,19 @@ from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wa
 from streams.errors import AlgoError
 from streams.settings import Settings
 
-DEMO_WORKERS = ("bars", "persistence", "technical", "quant", "analyst", "consensus", "risk", "broker")
+DEMO_WORKERS = ("bars", "persistence", "technical", "quant", "analyst", "consensus", "risk", "broker", "memory")
+# Redis is capped for the demo at its used memory at the start + this, so the demo's hot set (the bridge's
+# bar/decision reads and the risk agent's backtest results: a few MiB) does not fit and the Memory agent
+# has to tier; the previous maxmemory and policy come back at the end.
+DEMO_REDIS_HEADROOM_BYTES = 1024 * 1024
+# The demo's memory workload (after the trading loop settles): WORKLOAD_REQUESTS reads, Zipf(WORKLOAD_ZIPF)
+# over what the dashboard and a strategy researcher read: the bridge's recent bars of each symbol at
+# several depths, its decisions, the book, and SMA backtests over a grid of windows (a repeat is a hit).
+WORKLOAD_REQUESTS = 600
+WORKLOAD_ZIPF = 1.1
+WORKLOAD_RATE = 40.0  # requests per second
+WORKLOAD_BAR_LIMITS = (100, 250, 500, 1000, 2000, 4000)
+WORKLOAD_SMA = tuple((fast, slow) for fast in (5, 10, 20, 30) for slow in (50, 100, 150, 200))
 # The demo's Quant policy when none is registered: PPO on S&P 500 index bars from 2014 on, i.e.
 # after the bundled stocks' 2000-2013 and never on the replayed symbols themselves.
 DEMO_QUANT = {"dataset": "sp500", "start": "2014-01-01", "timesteps": 30_000, "seed": 0}
@@ -96,6 +108,14 @@ def start_workers(settings: Settings, names=DEMO_WORKERS, env: dict | None = Non
             stop_workers(processes, STOP_TIMEOUT_S)
         raise
     return processes
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def start_bridge(settings: Settings, token: str, timeout: float = 60) -> tuple[subprocess.Popen, str]:
@@ -186,8 +206,10 @@ def wait_for_bars(settings: Settings, since: datetime, expected: int, symbols: l
             time.sleep(0.25)
 
 
-def request_backtests(settings: Settings, symbols: list[str], timeout: float = 120) -> dict[str, dict]:
-    """One BacktestRequest per symbol on backtest.requests; the BacktestResults, by symbol."""
+def request_backtests(settings: Settings, symbols: list[str], timeout: float = 120,
+                      params: list[dict] | None = None) -> dict[str, dict]:
+    """One BacktestRequest per symbol on backtest.requests (SMA windows `params[i]` for symbols[i],
+    default 20/100); the BacktestResults, by symbol (by request index when `params` is given)."""
     import uuid
 
     from confluent_kafka import Consumer, Producer
@@ -203,11 +225,12 @@ def request_backtests(settings: Settings, symbols: list[str], timeout: float = 1
         consumer.poll(0.2)
     producer = Producer(settings.kafka_config({"partitioner": "murmur2_random", "log_level": 3}))
     wanted = {}
-    for symbol in symbols:
+    for index, symbol in enumerate(symbols):
+        windows = params[index] if params is not None else {"fast": 20.0, "slow": 100.0}
         request = {"request_id": str(uuid.uuid4()), "ts": datetime.now(timezone.utc), "symbol": symbol,
-                   "strategy": "sma", "params": {"fast": 20.0, "slow": 100.0}, "fee_bps": 1.0,
+                   "strategy": "sma", "params": windows, "fee_bps": 1.0,
                    "slippage_bps": 1.0, "initial_cash": 100_000.0, "start": None, "end": None}
-        wanted[request["request_id"]] = symbol
+        wanted[request["request_id"]] = symbol if params is None else index
         producer.produce("backtest.requests", key=request["request_id"].encode(),
                          value=codecs.for_topic("backtest.requests").encode(request))
     producer.flush(15)
@@ -326,6 +349,129 @@ def summary_rows(settings: Settings, symbols: list[str]) -> list[dict]:
              "last_close": float(r[4]), "volume": float(r[5])} for r in rows]
 
 
+@contextlib.contextmanager
+def redis_capped(settings: Settings, say):
+    """Redis at maxmemory = its used memory now + DEMO_REDIS_HEADROOM_BYTES, noeviction (only the Memory
+    agent evicts), for the block; the previous maxmemory and policy are restored after, however it ends."""
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    try:
+        before = client.config_get("maxmemory*")
+        used = int(client.info("memory")["used_memory"])
+        cap = used + DEMO_REDIS_HEADROOM_BYTES
+        client.config_set("maxmemory", cap)
+        client.config_set("maxmemory-policy", "noeviction")
+    except redis.RedisError as error:
+        client.close()
+        raise AlgoError(f"cannot cap Redis at {settings.redis_url} for the demo ({error}); is it the stack's Redis "
+                        "(CONFIG allowed)?") from None
+    say(f"Redis capped at {cap / 2**20:.1f} MiB (used {used / 2**20:.1f} MiB + {DEMO_REDIS_HEADROOM_BYTES / 2**20:.0f} "
+        f"MiB), noeviction: the Memory agent tiers what does not fit")
+    try:
+        yield cap
+    finally:
+        try:
+            client.config_set("maxmemory", before.get("maxmemory", "0"))
+            client.config_set("maxmemory-policy", before.get("maxmemory-policy", "noeviction"))
+        except redis.RedisError as error:  # the demo's summary still comes; say what is left to do
+            print(f"demo: could not restore Redis's maxmemory {before.get('maxmemory')} ({error}): "
+                  f"`redis-cli config set maxmemory {before.get('maxmemory')}`", file=sys.stderr, flush=True)
+        finally:
+            client.close()
+
+
+def memory_workload(settings: Settings, base_url: str, token: str, symbols: list[str], say,
+                    requests: int = WORKLOAD_REQUESTS, seed: int = 0) -> dict[str, int]:
+    """Reads through the store as the dashboard and a researcher would: bridge GETs and backtest
+    requests, WORKLOAD_REQUESTS of them drawn Zipf(WORKLOAD_ZIPF) from a fixed catalogue at
+    WORKLOAD_RATE per second (open loop in one thread: backtests are sent in batches of what came up).
+    Real reads of real data, no cache entries written by hand."""
+    import urllib.request
+
+    import numpy as np
+
+    catalogue: list[tuple[str, object]] = []
+    for symbol in symbols:
+        catalogue += [("bridge", f"/v1/bars?symbol={symbol}&limit={limit}") for limit in WORKLOAD_BAR_LIMITS]
+        catalogue.append(("bridge", f"/v1/decisions?symbol={symbol}&limit=50"))
+        catalogue += [("backtest", (symbol, {"fast": float(f), "slow": float(w)})) for f, w in WORKLOAD_SMA]
+    catalogue += [("bridge", "/v1/positions"), ("bridge", "/v1/pnl")]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(catalogue))  # which entry is popular: random, not the catalogue's order
+    weights = 1.0 / np.arange(1, len(catalogue) + 1) ** WORKLOAD_ZIPF
+    draws = order[rng.choice(len(catalogue), size=requests, p=weights / weights.sum())]
+    say(f"memory workload: {requests} reads (bridge bars/decisions/book, SMA backtests) over {len(catalogue)} "
+        f"distinct ones, Zipf {WORKLOAD_ZIPF}, {WORKLOAD_RATE:g}/s")
+    counts = {"bridge": 0, "backtest": 0, "errors": 0}
+    pending: list[tuple[str, dict]] = []
+    started = time.monotonic()
+    for n, index in enumerate(draws.tolist()):
+        kind, what = catalogue[index]
+        delay = started + n / WORKLOAD_RATE - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        if kind == "backtest":
+            pending.append(what)
+            if len(pending) < 10 and n < requests - 1:
+                continue
+            try:
+                request_backtests(settings, [p[0] for p in pending], params=[p[1] for p in pending], timeout=60)
+                counts["backtest"] += len(pending)
+            except AlgoError as error:
+                counts["errors"] += len(pending)
+                say(f"memory workload: {error}")
+            pending = []
+            continue
+        request = urllib.request.Request(base_url + what, headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                response.read()
+            counts["bridge"] += 1
+        except OSError:
+            counts["errors"] += 1
+    return counts
+
+
+def memory_figures(metrics_port: int) -> dict:
+    """The Memory worker's own counters, read from its Prometheus endpoint."""
+    import urllib.request
+
+    names = {"algo_memory_hit_ratio": "hit_ratio", "algo_memory_demotions_total": "demotions",
+             "algo_memory_drops_total": "drops", "algo_memory_rounds_total": "rounds",
+             "algo_memory_redis_used_bytes": "redis_used_bytes", "algo_memory_redis_max_bytes": "redis_max_bytes"}
+    figures: dict = {"reads": {}}
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError as error:
+        return {"error": f"the memory worker's metrics did not answer ({error})"}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, _, value = line.rpartition(" ")
+        if name in names:
+            figures[names[name]] = float(value)
+        elif name.startswith('algo_memory_accesses_total{op="GET"'):
+            tier = name.split('tier="')[1].split('"')[0]
+            figures["reads"][tier] = int(float(value))
+    return figures
+
+
+def record_demo_trace(settings: Settings, since: datetime, say) -> dict:
+    """The demo's access trace (cache.access since the demo began) as a trace CSV in the run dir."""
+    from streams.memory.record import record_trace
+
+    out = settings.run_dir / f"memory-trace-{since:%Y%m%d-%H%M%S}.csv"
+    try:
+        summary = record_trace(settings, out, since=since, idle_timeout_s=3.0)
+    except AlgoError as error:
+        say(f"access trace not recorded: {error}")
+        return {"path": None, "error": str(error)}
+    say(f"access trace: {summary.requests} accesses of {summary.distinct} keys -> {out}")
+    return {"path": str(out), "requests": summary.requests, "distinct_keys": summary.distinct}
+
+
 def ensure_quant_model(settings: Settings, say) -> str:
     """The registered Quant version the demo will serve; trains and registers DEMO_QUANT if none."""
     import numpy as np
@@ -409,34 +555,48 @@ def _run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool,
     decisions_before = topic_size(settings, "consensus.decisions")
     say(f"starting workers {', '.join(DEMO_WORKERS)} for paper account {account} "
         f"(logs in {settings.run_dir / 'workers'})")
-    start_from_the_end(settings)
-    workers = start_workers(settings, env={"RISK_ACCOUNT": account, "ALGO_OFFSET_RESET": "latest"})
+    demo_since = datetime.now(timezone.utc)
+    metrics_port = _free_port()
+    capped = contextlib.ExitStack()
+    redis_cap = capped.enter_context(redis_capped(settings, say))
     try:
-        import secrets
+        start_from_the_end(settings)
+        workers = start_workers(settings, env={"RISK_ACCOUNT": account, "ALGO_OFFSET_RESET": "latest",
+                                               "MEMORY_METRICS_PORT": str(metrics_port)})
+        try:
+            import secrets
 
-        bridge, dashboard_url = start_bridge(settings, settings.api_token or secrets.token_urlsafe(16))
-        workers.append(bridge)
-        say(f"dashboard: {dashboard_url}")
-        wait_ready(settings, workers[:-1])
-        since = datetime.now(timezone.utc)
-        say(f"replaying {dataset}: {', '.join(names)}, with {len(news)} news items in event time")
-        replay_started = time.monotonic()
-        report = replay(settings, series, f"replay:{dataset}", speed=speed, show_progress=not quiet, news=news)
-        expected = sum(len(s) for s in series) if settings.bar_interval_seconds == 86400 else 1
-        say(f"waiting for {expected} bars in Postgres")
-        persisted, last_write = wait_for_bars(settings, since, expected, names, workers)
-        pipeline_seconds = last_write - replay_started
-        say("waiting for the trading loop to settle (decisions, verdicts, orders, fills)")
-        wait_quiet(settings, account, workers)
-        loop_seconds = time.monotonic() - replay_started
-        say("asking the risk agent for an SMA(20/100) backtest of each symbol over Kafka")
-        backtests = request_backtests(settings, names)
-        if duration is not None and time.perf_counter() - started < duration:
-            say(f"keeping everything running until {duration:.0f} s have passed")
-            time.sleep(duration - (time.perf_counter() - started))
+            token = settings.api_token or secrets.token_urlsafe(16)
+            bridge, dashboard_url = start_bridge(settings, token)
+            workers.append(bridge)
+            say(f"dashboard: {dashboard_url}")
+            wait_ready(settings, workers[:-1])
+            since = datetime.now(timezone.utc)
+            say(f"replaying {dataset}: {', '.join(names)}, with {len(news)} news items in event time")
+            replay_started = time.monotonic()
+            report = replay(settings, series, f"replay:{dataset}", speed=speed, show_progress=not quiet, news=news)
+            expected = sum(len(s) for s in series) if settings.bar_interval_seconds == 86400 else 1
+            say(f"waiting for {expected} bars in Postgres")
+            persisted, last_write = wait_for_bars(settings, since, expected, names, workers)
+            pipeline_seconds = last_write - replay_started
+            say("waiting for the trading loop to settle (decisions, verdicts, orders, fills)")
+            wait_quiet(settings, account, workers)
+            loop_seconds = time.monotonic() - replay_started
+            say("asking the risk agent for an SMA(20/100) backtest of each symbol over Kafka")
+            backtests = request_backtests(settings, names)
+            workload = memory_workload(settings, f"http://{settings.bridge_host}:{settings.bridge_port}", token, names,
+                                       say)
+            time.sleep(max(2.0, 3 * settings.memory.check_interval_s))  # the agent's last rounds
+            memory = {**memory_figures(metrics_port), "workload": workload, "cap_bytes": redis_cap}
+            if duration is not None and time.perf_counter() - started < duration:
+                say(f"keeping everything running until {duration:.0f} s have passed")
+                time.sleep(duration - (time.perf_counter() - started))
+        finally:
+            with signals_deferred():
+                stop_workers(workers)
     finally:
-        with signals_deferred():
-            stop_workers(workers)
+        capped.close()
+    memory["trace"] = record_demo_trace(settings, demo_since, say)
     book, trading = trading_rows(settings, account)
     per_symbol = summary_rows(settings, names)
     for row in per_symbol:
@@ -469,6 +629,7 @@ def _run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool,
         "quant_model": quant_version,
         "signals_by_agent": dict(sorted(signal_counts(settings, series).items())),
         "dashboard_url": dashboard_url,
+        "memory": memory,
         "per_symbol": per_symbol,
     }
 
@@ -510,6 +671,18 @@ def print_summary(summary: dict) -> None:
     votes = ", ".join(f"{agent} {count:,}" for agent, count in summary["signals_by_agent"].items())
     console.print(f"agent votes this run: {votes or 'none'} (quant model {summary['quant_model']}); "
                   f"news items replayed: {summary['news_published']:,}")
+    memory = summary.get("memory") or {}
+    if "error" in memory:
+        console.print(f"memory agent: {memory['error']}")
+    else:
+        reads = memory.get("reads", {})
+        ratio = memory.get("hit_ratio")
+        console.print(
+            f"memory agent: hit ratio {'-' if ratio is None else f'{ratio:.1%}'} of {sum(reads.values()):,} reads (HOT {reads.get('HOT', 0):,}, COLD "
+            f"{reads.get('COLD', 0):,}, MISS {reads.get('MISS', 0):,}); {memory.get('demotions', 0):,.0f} demotions, "
+            f"{memory.get('drops', 0):,.0f} drops in {memory.get('rounds', 0):,.0f} rounds; Redis used "
+            f"{memory.get('redis_used_bytes', 0) / 2**20:.2f} of {memory.get('redis_max_bytes', 0) / 2**20:.2f} MiB "
+            f"(capped for the demo); access trace: {(memory.get('trace') or {}).get('path') or 'not recorded'}")
     console.print(f"dashboard (live while the demo runs; `algo bridge` serves it afterwards): {summary['dashboard_url']}")
     console.print("inspect: `algo tail consensus.decisions --from-beginning --limit 5`, psql on DATABASE_URL; "
                   "stop everything with `algo stack down`")

@@ -144,6 +144,11 @@ class MemorySettings:
     access_flush_s: float = 1.0  # ... or at least this often
     model_dir: str = ""  # empty: the policy shipped in streams/memory/data/policy/
     value_max_bytes: int = 4 * 1024 * 1024  # larger values stay cold (never admitted to Redis)
+    bridge_max_age_s: float = 1.0  # the bridge's cached query results are this fresh at most (dashboard polling)
+    backtest_max_age_s: float = 300.0  # a cached backtest result is reused this long (new bars may change it)
+    metrics_host: str = "127.0.0.1"  # where the memory worker serves Prometheus metrics (0.0.0.0 in a container)
+    metrics_port: int = 9464  # ... and on which port; 0 = off
+    stats_interval_s: float = 10.0  # how often the agent logs its hit ratio and counters to agent.logs
 
     def __post_init__(self) -> None:
         self.maxmemory_bytes()  # a bad size fails when the settings are built, not in the worker

@@ -11,6 +11,7 @@ WORKERS: dict[str, tuple[str, ...]] = {
     "broker": ("streams.broker.agents",),
     "quant": ("streams.quant.agents",),
     "analyst": ("streams.analyst.agents",),
+    "memory": ("streams.memory.agents",),
 }
 WORKERS["signals"] = WORKERS["bars"] + WORKERS["technical"] + WORKERS["consensus"]  # ticks -> decisions
 WORKERS["all"] = tuple(dict.fromkeys(module for modules in WORKERS.values() for module in modules))

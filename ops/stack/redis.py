@@ -1,4 +1,5 @@
-"""Redis 7 from Debian's `redis-server`, append-only, on loopback."""
+"""Redis 7 from Debian's `redis-server`, append-only, on loopback, capped at MEMORY_REDIS_MAXMEMORY with
+noeviction (the Memory agent is the only evictor)."""
 from __future__ import annotations
 
 import shutil
@@ -43,6 +44,9 @@ class Redis(Service):
             'appenddirname "appendonly"',
             "save 3600 1 300 100 60 10000",
             "dbfilename dump.rdb",
+            # only the Memory agent evicts: past the cap writes are refused (-OOM) and the tiered store
+            # keeps those values in Postgres (streams/memory/store.py)
+            f"maxmemory {self.settings.memory.maxmemory_bytes()}",
             "maxmemory-policy noeviction",
             "",
         ])

@@ -10,6 +10,7 @@ import torch
 from streams.analyst.chain import AGENT
 from streams.analyst.service import Analyst
 from streams.app import app, avro_topic, dead_letter_on_failure, decode_or_dead_letter, log, raw_topic, settings
+from streams.memory.store import AccessLog, TieredStore
 from streams.outages import until_available
 
 # one item at a time: one thread embeds it in ~15 ms and leaves the other core to Kafka (two threads
@@ -19,6 +20,8 @@ news_topic = raw_topic("news.items")
 signals_topic = avro_topic("agent.signals")
 logs_topic = avro_topic("agent.logs")
 analyst = Analyst(settings)
+# retrievals and embeddings are read through Redis (streams.memory): a redelivered or replayed item is a hit
+memory = TieredStore(settings, agent=AGENT, access_log=AccessLog(settings, AGENT))
 
 
 @app.agent(news_topic, name="analyst_vote")
@@ -29,6 +32,9 @@ async def analyst_vote(stream):
             if item is None:
                 continue
             started = time.perf_counter()
+            if not memory.opened:
+                await memory.open()
+                analyst.use_memory(memory, asyncio.get_running_loop())
             analysis = await until_available(asyncio.to_thread, analyst.analyse, item,
                                              what=f"analyst on news:{item['id']}")
             for signal in analysis.signals:

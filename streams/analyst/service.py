@@ -4,10 +4,12 @@ the agent calls per news item. Blocking (the model, Postgres): the agent runs it
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
 import numpy as np
 import psycopg
@@ -17,10 +19,40 @@ from streams.analyst.chain import AnalystError, ChainParts, VoteInputs
 from streams.analyst.memory import connect
 from streams.errors import ServiceUnavailable
 from streams.market.bars import to_micros
+from streams.memory.keys import cache_key
 from streams.outages import postgres_errors
 from streams.settings import Settings
 
 log = logging.getLogger("algo.analyst")
+MEMORY_TIMEOUT_S = 60.0  # a read through the tiered store, from the analyst's thread
+
+
+def _part(text: str) -> str:
+    return quote(text, safe="")  # a cache key part holds no ':'
+
+
+def embedding_key(news_id: str) -> str:
+    from streams.analyst.embeddings import model_version
+
+    return cache_key("embedding", _part(news_id), model_version())
+
+
+def retrieval_key(item: dict, symbol: str, k: int, window_s: float) -> str:
+    """retrieval:<symbol>:<as-of micros>:<k>:<window s>:<news id>; the item's id is part of it because its
+    embedding is the query (two items at the same microsecond retrieve differently)."""
+    return cache_key("retrieval", _part(symbol), to_micros(item["ts"]), k, f"{window_s:g}", _part(item["id"]))
+
+
+def _row_json(row) -> dict:
+    return {"id": row.id, "ts": row.ts.isoformat(), "headline": row.headline, "body": row.body,
+            "symbols": list(row.symbols), "similarity": row.similarity}
+
+
+def _row_from_json(data: dict):
+    from streams.analyst.memory import RetrievedNews
+
+    return RetrievedNews(id=data["id"], ts=datetime.fromisoformat(data["ts"]), headline=data["headline"],
+                         body=data["body"], symbols=tuple(data["symbols"]), similarity=data["similarity"])
 
 
 @dataclass(frozen=True)
@@ -61,6 +93,16 @@ class Analyst:
         self._lock = threading.Lock()
         self._chain = None
         self._versions: dict | None = None
+        self._memory = None  # a streams.memory TieredStore, with the event loop it runs on (use_memory)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def use_memory(self, store, loop: asyncio.AbstractEventLoop) -> None:
+        """Reads retrievals and embeddings through the tiered store (Redis, cold_store) open on `loop`
+        (the worker's); analyse() goes on running in its own thread."""
+        self._memory, self._loop = store, loop
+
+    def _through_memory(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(MEMORY_TIMEOUT_S)
 
     # the parts, loaded once
     def _load(self) -> None:
@@ -97,16 +139,50 @@ class Analyst:
             except psycopg.Error:
                 pass
 
-    def _retrieve(self, item: dict, embedding: np.ndarray, symbol: str) -> list:
+    def _retrieve_rows(self, item: dict, embedding: np.ndarray, symbol: str):
         from streams.analyst.memory import retrieve_as_of
 
-        conn = self._connection()
-        rows = retrieve_as_of(conn, embedding, item["ts"], symbols=[symbol], k=self.rules.context_k,
+        return retrieve_as_of(self._connection(), embedding, item["ts"], symbols=[symbol], k=self.rules.context_k,
                               exclude_ids=(item["id"],), window=timedelta(seconds=self.rules.window_s))
-        stored = embeddings_of(conn, [r.id for r in rows])
+
+    def _retrieve(self, item: dict, embedding: np.ndarray, symbol: str) -> list:
+        if self._memory is None:
+            rows = self._retrieve_rows(item, embedding, symbol)
+            stored = embeddings_of(self._connection(), [r.id for r in rows])
+        else:
+            async def load() -> list[dict]:
+                return [_row_json(r) for r in await asyncio.to_thread(self._retrieve_rows, item, embedding, symbol)]
+
+            key = retrieval_key(item, symbol, self.rules.context_k, self.rules.window_s)
+            rows = [_row_from_json(r) for r in self._through_memory(self._memory.get_json(key, load))]
+            stored = self._through_memory(self._embeddings_through_memory([r.id for r in rows]))
         return [_WithEmbedding(r, stored[r.id]) for r in rows if r.id in stored]
 
+    async def _embeddings_through_memory(self, ids: list[str]) -> dict[str, np.ndarray]:
+        """The embeddings of `ids` from the tiered store; those it lacks from Postgres in one query, then
+        stored in it."""
+        raws = await asyncio.gather(*(self._memory.get(embedding_key(news_id)) for news_id in ids))
+        found = {news_id: np.frombuffer(raw, dtype=np.float32).copy() for news_id, raw in zip(ids, raws) if raw}
+        missing = [news_id for news_id in ids if news_id not in found]
+        if missing:
+            loaded = await asyncio.to_thread(embeddings_of, self._connection(), missing)
+            for news_id, vector in loaded.items():
+                await self._memory.put(embedding_key(news_id), np.asarray(vector, dtype=np.float32).tobytes())
+            found.update(loaded)
+        return found
+
     def _item_embedding(self, item: dict) -> np.ndarray:
+        if self._memory is None:
+            return self._stored_item_embedding(item)
+
+        async def load() -> bytes:
+            vector = await asyncio.to_thread(self._stored_item_embedding, item)
+            return np.asarray(vector, dtype=np.float32).tobytes()
+
+        raw = self._through_memory(self._memory.get(embedding_key(item["id"]), load))
+        return np.frombuffer(raw, dtype=np.float32).copy()
+
+    def _stored_item_embedding(self, item: dict) -> np.ndarray:
         """The stored embedding (written by backfill or an earlier run), else embedded and stored now:
         a vote and its replay then score the very same vector."""
         from streams.analyst.embeddings import embed, news_text

@@ -16,6 +16,7 @@ from streams.bridge.inputs import (
     query_time,
 )
 from streams.bridge.models import TIMESTAMP_SCHEMA, Symbol, bounded_text, component_schemas
+from streams.bridge.memory_panel import memory_panel
 from streams.bridge.metrics import BridgeMetrics
 from streams.bridge.publish import Publisher, PublishUnavailable
 from streams.resources import static_dir
@@ -233,6 +234,10 @@ async def _analyst_votes(bridge: Bridge, query) -> dict:
     return {"votes": await bridge.store.analyst_votes(symbol, limit)}
 
 
+async def _memory(bridge: Bridge, query) -> dict:
+    return await memory_panel(bridge.store, bridge.settings, query_int(query, "limit", 10, 1, 100))
+
+
 get_decisions = _reader(_decisions)
 get_bars = _reader(_bars)
 get_positions = _reader(_positions)
@@ -241,6 +246,7 @@ get_fills = _reader(_fills)
 get_agents = _reader(_agents)
 get_news = _reader(_news)
 get_analyst_votes = _reader(_analyst_votes)
+get_memory = _reader(_memory)
 
 
 # --- websocket ---------------------------------------------------------------------------------------------
@@ -298,6 +304,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v1/agents", get_agents, allow_head=False)
     r.add_get("/v1/news", get_news, allow_head=False)
     r.add_get("/v1/analyst/votes", get_analyst_votes, allow_head=False)
+    r.add_get("/v1/memory", get_memory, allow_head=False)
     r.add_get("/v1/stream", stream, allow_head=False)
 
 
@@ -383,6 +390,14 @@ def _schemas() -> dict:
             "cited": {"type": "array", "items": _ref("CitedNews"),
                       "description": "the news ids in input_refs, in order (the new item first); headline null "
                                      "while an item is not in the vault"}}},
+        "RedisMemory": {"type": "object", "required": ["used_bytes", "max_bytes"], "properties": {
+            "used_bytes": {"type": ["integer", "null"]}, "max_bytes": {"type": ["integer", "null"]},
+            "error": {"type": ["string", "null"]}}},
+        "TieringRound": {"type": "object", "required": ["ts", "message"], "properties": {
+            "ts": ts, "message": text, "demoted": num, "dropped": num, "used_before": num, "used_after": num,
+            "maxmemory": num, "policy_version": text, "hit_ratio": num,
+            "keys": {"type": "array", "items": text}, "actions": {"type": "array", "items": text},
+            "scores": {"type": "array", "items": num}}},
         "Check": {"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}, "detail": text}},
         "Ready": {"type": "object", "required": ["ready", "checks"], "properties": {
             "ready": {"type": "boolean"}, "checks": {"type": "object", "additionalProperties": _ref("Check")}}},
@@ -544,6 +559,13 @@ def _document() -> dict:
                 {"type": "object", "required": ["votes"],
                  "properties": {"votes": {"type": "array", "items": _ref("AnalystVote")}}},
                 [SYMBOL_PARAM, _query("limit", {**limit, "maximum": 200, "default": 20}, "at most this many")]),
+            "/v1/memory": _read_op(
+                "The Memory agent: Redis used/max memory, its latest counters (hit ratio, demotions, drops) and "
+                "its recent tiering rounds, newest first",
+                {"type": "object", "required": ["redis", "agent", "decisions"],
+                 "properties": {"redis": _ref("RedisMemory"), "agent": {"type": ["object", "null"]},
+                                "decisions": {"type": "array", "items": _ref("TieringRound")}}},
+                [_query("limit", {**limit, "maximum": 100, "default": 10}, "at most this many rounds")]),
             "/v1/stream": {"get": {
                 "summary": "Websocket of live events",
                 "description": (

@@ -12,8 +12,11 @@ import time
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
-from streams.errors import AlgoError
+from streams.errors import AlgoError, ServiceUnavailable
+from streams.memory import keys
+from streams.memory.store import AccessLog, TieredStore
 from streams.settings import Settings
 
 log = logging.getLogger("algo.bridge.store")
@@ -135,6 +138,7 @@ class Store:
         self._admin = None
         self._lag: tuple[float, list[dict]] | None = None
         self._lag_lock = asyncio.Lock()
+        self.memory: TieredStore | None = None  # the polled reads go through Redis (streams.memory)
 
     async def open(self) -> None:
         from psycopg.rows import dict_row
@@ -145,8 +149,13 @@ class Store:
             kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5},
             name="bridge", reconnect_timeout=0)
         await self._pool.open(wait=False)
+        self.memory = await TieredStore(self.settings, agent="bridge",
+                                        access_log=AccessLog(self.settings, "bridge")).open()
 
     async def close(self) -> None:
+        memory, self.memory = self.memory, None
+        if memory is not None:
+            await memory.close()
         if self._pool is not None:
             await self._pool.close()
         self._admin = None  # an AdminClient has no close(): dropping the last reference destroys it
@@ -168,17 +177,31 @@ class Store:
         except psycopg.OperationalError as error:
             raise StoreUnavailable(f"Postgres: {str(error).strip().splitlines()[0]}") from None
 
+    async def cached_query(self, key: str, sql: str, params: dict) -> list[dict]:
+        """query() through the tiered store: the dashboard polls the same reads, so a result at most
+        MEMORY_BRIDGE_MAX_AGE_S old is answered from Redis."""
+        if self.memory is None:
+            return await self.query(sql, params)
+        try:
+            return await self.memory.get_json(key, lambda: self.query(sql, params),
+                                              max_age_s=self.settings.memory.bridge_max_age_s)
+        except ServiceUnavailable as error:
+            raise StoreUnavailable(str(error)) from None
+
     async def ping(self) -> None:
         await self.query("SELECT 1 AS ok")
 
     async def decisions(self, symbol: str | None, limit: int) -> list[dict]:
-        return await self.query(DECISIONS_SQL, {"symbol": symbol, "limit": limit})
+        return await self.cached_query(keys.cache_key("decisions", _key_part(symbol), limit), DECISIONS_SQL,
+                                       {"symbol": symbol, "limit": limit})
 
     async def bars(self, symbol: str | None, interval: str, limit: int) -> list[dict]:
-        return await self.query(BARS_SQL, {"symbol": symbol, "interval": interval, "limit": limit})
+        return await self.cached_query(keys.cache_key("bars", _key_part(symbol), _key_part(interval), limit), BARS_SQL,
+                                       {"symbol": symbol, "interval": interval, "limit": limit})
 
     async def positions(self, account: str | None) -> list[dict]:
-        return await self.query(POSITIONS_SQL, {"account": account})
+        return await self.cached_query(keys.cache_key("positions", _key_part(account)), POSITIONS_SQL,
+                                       {"account": account})
 
     async def accounts(self, account: str | None) -> list[dict]:
         return await self.query(ACCOUNTS_SQL, {"account": account})
@@ -254,6 +277,11 @@ class Store:
             out.append({"group": group.group_id, "agent": group.group_id[len(prefix):],
                         "state": _state_name(group.state), "lag": sum(topics.values()), "topics": topics})
         return out
+
+
+def _key_part(value: str | None) -> str:
+    """A query argument as a cache key part: '*' for all, else quoted (no ':' inside a part)."""
+    return "*" if value is None else quote(value, safe="") or "%00"
 
 
 def _state_name(state) -> str:

@@ -15,6 +15,9 @@ judges the same book again and re-sends the same verdict (same id) instead of lo
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+from datetime import datetime
 
 import numpy as np
 import psycopg
@@ -28,6 +31,8 @@ from streams.outages import postgres_errors, until_available
 from streams.broker.book import new_portfolio
 from streams.broker.fills import book_fill
 from streams.bus.ids import remember_id
+from streams.memory.keys import cache_key
+from streams.memory.store import AccessLog, TieredStore
 from streams.risk.rules import backtest_result, judge, update_market
 
 AGENT = "risk"
@@ -47,6 +52,8 @@ symbol_to_market = app.Table("symbol_to_market", partitions=settings.topic_parti
 # send in between, so they take turns
 _book_lock = asyncio.Lock()
 DECISION_IDS = "decision_ids"  # the book's recently judged decisions
+# backtest results are read through Redis: a repeat of the same parameters skips the C++ run
+memory = TieredStore(settings, agent=AGENT, access_log=AccessLog(settings, AGENT))
 
 
 def _portfolio(account: str) -> dict:
@@ -134,8 +141,43 @@ async def run_backtests(stream):
             request = await decode_or_dead_letter(event, AGENT)
             if request is None:
                 continue
-            bars = await until_available(load_backtest_bars, request, what=f"backtest {request['request_id']}")
-            result = await asyncio.to_thread(backtest_result, request, bars)
+            result = await until_available(backtest_through_memory, memory, request,
+                                           what=f"backtest {request['request_id']}")
             if result["error"]:
                 log.info("backtest %s failed: %s", request["request_id"], result["error"])
             await results_topic.send(key=request["request_id"].encode(), value=result)
+
+
+BACKTEST_PARAMETERS = ("symbol", "strategy", "params", "fee_bps", "slippage_bps", "initial_cash", "start", "end")
+
+
+def backtest_key(request: dict) -> str:
+    """backtest:<symbol>:<sha256 of the parameters and the bar interval>: the request id is not part of
+    it, so a repeat of the same parameters is a hit."""
+    parameters = {name: request.get(name) for name in BACKTEST_PARAMETERS}
+    parameters["bar_interval"] = settings.bar_interval
+    digest = hashlib.sha256(json.dumps(parameters, sort_keys=True, separators=(",", ":"), default=str).encode())
+    return cache_key("backtest", request["symbol"].replace(":", "%3A"), digest.hexdigest())
+
+
+async def backtest_through_memory(store: TieredStore, request: dict) -> dict:
+    """The BacktestResult for `request`: from the tiered store when the same parameters ran less than
+    MEMORY_BACKTEST_MAX_AGE_S ago (new bars may change an open-ended result), else loaded and run now.
+    A failed run is answered but not cached. The result carries this request's id; its ts and
+    elapsed_us are those of the run that computed it."""
+    failed: list[dict] = []
+
+    async def run() -> dict | None:
+        bars = await load_backtest_bars(request)
+        result = await asyncio.to_thread(backtest_result, request, bars)
+        if result["error"]:
+            failed.append(result)
+            return None
+        return result
+
+    if not store.opened:
+        await store.open()
+    cached = await store.get_json(backtest_key(request), run, max_age_s=settings.memory.backtest_max_age_s)
+    if cached is None:
+        return failed[0] if failed else await run() or failed[0]
+    return {**cached, "request_id": request["request_id"], "ts": datetime.fromisoformat(cached["ts"])}

@@ -14,6 +14,8 @@ const AGENTS_POLL_MS = 5000;
 const NEWS_POLL_MS = 5000;     // news markers of the charted symbols and the analyst panel
 const MAX_NEWS_PER_CHART = 300;
 const MAX_ANALYST_VOTES = 12;
+const MEMORY_POLL_MS = 3000;
+const MAX_MEMORY_ROUNDS = 8;
 
 const state = {
   token: null,
@@ -672,6 +674,41 @@ async function refreshAgents() {
   }
 }
 
+// ---- the memory agent: hit ratio, evictions, Redis used vs max, its recent rounds -------------------------
+
+function bytes(x) {
+  if (x === null || x === undefined || !isFinite(x)) return "–";
+  const units = ["B", "KiB", "MiB", "GiB"];
+  let value = Number(x), unit = 0;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+  return value.toFixed(unit ? 1 : 0) + " " + units[unit];
+}
+
+async function refreshMemory() {
+  try {
+    const data = await api("/v1/memory?limit=" + MAX_MEMORY_ROUNDS);
+    const agent = data.agent || {};
+    const redis = data.redis || {};
+    $("memory-hit-ratio").textContent = pct(agent.hit_ratio);
+    $("memory-demotions").textContent = agent.demotions_total === undefined ? "–" : agent.demotions_total.toLocaleString("en-US");
+    $("memory-drops").textContent = agent.drops_total === undefined ? "–" : agent.drops_total.toLocaleString("en-US");
+    $("memory-used").textContent = redis.error ? "Redis down" : bytes(redis.used_bytes) + " / " + bytes(redis.max_bytes);
+    const share = redis.max_bytes ? Math.min(1, redis.used_bytes / redis.max_bytes) : 0;
+    const fill = $("memory-bar-fill");
+    fill.style.width = (100 * share).toFixed(1) + "%";
+    fill.className = share > 0.85 ? "high" : "";
+    if (agent.policy_version) $("memory-policy").textContent = "policy " + agent.policy_version;
+    const rounds = data.decisions || [];
+    $("memory-decisions").replaceChildren(...(rounds.length ? rounds.map((r) => h("li", { class: "memory-round" },
+      h("div", {}, h("span", { class: "dim" }, stamp(r.ts) + " "), r.message),
+      h("div", { class: "keys" }, (r.keys || []).map((k, i) => (r.actions && r.actions[i] === "drop" ? "✕ " : "↓ ") + k
+        + (r.scores && r.scores[i] !== null && r.scores[i] !== undefined ? " (" + fixed(r.scores[i], 2) + ")" : "")).join(" · "))))
+      : [h("li", { class: "empty-row" }, "no tiering yet: Redis is under its high watermark")]));
+  } catch (error) {
+    console.warn("memory:", error);
+  }
+}
+
 // ---- websocket -------------------------------------------------------------------------------------------
 
 function connect() {
@@ -763,7 +800,9 @@ async function start() {
   refreshAgents();
   refreshNews();
   refreshAnalyst();
+  refreshMemory();
   setInterval(() => { if (!state.stopped) refreshAgents(); }, AGENTS_POLL_MS);
+  setInterval(() => { if (!state.stopped) refreshMemory(); }, MEMORY_POLL_MS);
   setInterval(() => { if (!state.stopped) { refreshNews(); refreshAnalyst(); } }, NEWS_POLL_MS);
 }
 

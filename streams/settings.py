@@ -139,7 +139,7 @@ class MemorySettings:
     high_watermark: float = 0.85
     low_watermark: float = 0.75
     check_interval_s: float = 0.5  # how often the agent reads Redis's used memory
-    candidates: int = 64  # eviction candidates scored per decision batch
+    candidates: int = 128  # eviction candidates scored per batch (as evaluated: streams.memory.simulator)
     access_batch_size: int = 200  # cache.access records per produce
     access_flush_s: float = 1.0  # ... or at least this often
     model_dir: str = ""  # empty: the policy shipped in streams/memory/data/policy/

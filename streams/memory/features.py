@@ -113,7 +113,7 @@ class KeyTable:
         rows[base + _LAST] = now
         rows[base + _SIZE] = size
         rows[base + _KIND] = kind if 0 <= kind < len(KIND_NAMES) else len(KIND_NAMES) - 1
-        rows[base + _VOLATILITY] = volatility
+        rows[base + _VOLATILITY] = volatility if volatility > 0.0 else 0.0
 
     def remove(self, key_id: int) -> None:
         """Forget a key (the live agent calls this when a key leaves both tiers)."""
@@ -148,6 +148,6 @@ class KeyTable:
         numeric[:, _LAST] = age
         numeric[:, _DECAYED:_SIZE] *= np.exp(np.multiply.outer(-age, _RATES))
         out = np.empty((raw.shape[0], N_FEATURES), dtype=np.float32)
-        np.log1p(np.maximum(numeric, 0.0, out=numeric), out=out[:, :N_NUMERIC], casting="same_kind")
+        np.log1p(numeric, out=out[:, :N_NUMERIC], casting="same_kind")  # all >= 0: access() clamps volatility
         out[:, N_NUMERIC:] = _ONE_HOT[raw[:, _KIND].astype(np.int64)]
         return out

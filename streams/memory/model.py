@@ -144,6 +144,7 @@ class EvictionPolicy:
         else:
             self._context = np.zeros(1, dtype=np.float32)
             self._experts = [_Expert(weights)]
+        self._context_list = [float(c) for c in self._context]
         self._weights = {name: np.asarray(value, dtype=np.float32) for name, value in weights.items()}
         self._blob = weights_bytes(self._weights)
         self.use_bytes = bool(self.metadata.get("use_bytes", False))
@@ -185,7 +186,10 @@ class EvictionPolicy:
         if features.ndim != 2 or features.shape[1] != N_FEATURES:
             raise ModelError(f"features must be (n, {N_FEATURES}), got {features.shape}")
         oldest = float(features[:, AGE].max(initial=0.0))
-        expert = self._experts[int(np.abs(self._context - oldest).argmin())] if len(self._experts) > 1 else self._experts[0]
+        expert = self._experts[0]
+        if len(self._experts) > 1:  # a few experts: choosing in Python beats numpy's per-call overhead
+            distances = [abs(context - oldest) for context in self._context_list]
+            expert = self._experts[distances.index(min(distances))]
         return expert.predict(features, oldest)
 
     def score(self, features: np.ndarray) -> np.ndarray:

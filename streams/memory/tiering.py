@@ -19,7 +19,7 @@ import numpy as np
 
 from streams.memory import keys
 from streams.memory.features import KeyTable
-from streams.memory.simulator import DEFAULT_QUEUE, TAIL_FRACTION
+from streams.memory.simulator import CANDIDATES_DEFAULT, DEFAULT_QUEUE, TAIL_FRACTION
 
 VOLATILITY_BARS = 20  # log returns per volatility estimate (21 closes)
 # Redis's bookkeeping per string key beyond the value (dict entry, key sds, robj), roughly: what a
@@ -165,17 +165,18 @@ def choose_victims(candidates: Iterable[Candidate], bytes_to_free: int, *, max_v
 
 def victims_per_batch(candidates: int) -> int:
     """How many victims one batch of scored candidates may give: as many as the simulator queues per
-    batch (DEFAULT_QUEUE), so the live agent acts as the policy was evaluated."""
-    return max(1, min(DEFAULT_QUEUE, candidates))
+    batch of CANDIDATES_DEFAULT (DEFAULT_QUEUE), in proportion: the live agent keeps the selectivity
+    the policy was evaluated with."""
+    return max(1, candidates * DEFAULT_QUEUE // CANDIDATES_DEFAULT)
 
 
 def plan_batch(keys: Sequence[str], sizes: Sequence[int], scores: np.ndarray, kinds: Sequence[int],
-               should_delete: Callable[[float, int], bool], bytes_to_free: int, *, candidates: int,
+               should_delete: Callable[..., bool], bytes_to_free: int, *, candidates: int,
                unseen: Sequence[tuple[str, int]] = ()) -> list[Decision]:
     """One batch: the scored known keys plus `unseen` (key, size) pairs (found in Redis, never in the
     access log since the agent started: idle at least that long, so first in line, and demoted rather
     than deleted since nothing is known of them) -> the decisions."""
-    pool = [Candidate(key, int(size), float(score), bool(should_delete(float(score), int(kind))))
+    pool = [Candidate(key, int(size), float(score), bool(should_delete(float(score), int(kind), size=int(size))))
             for key, size, score, kind in zip(keys, sizes, scores, kinds)]
     pool += [Candidate(key, int(size), math.inf, False) for key, size in unseen]
     return choose_victims(pool, bytes_to_free, max_victims=victims_per_batch(candidates))

@@ -46,7 +46,7 @@ def test_delete_rather_than_demote_when_the_policy_says_so() -> None:
 
 
 def test_plan_batch_scores_known_keys_and_puts_unseen_keys_first() -> None:
-    def should_delete(score: float, kind: int) -> bool:
+    def should_delete(score: float, kind: int, size: int | None = None) -> bool:
         return score > 8 and kind == 3
 
     decisions = plan_batch(["a", "b", "c"], [10, 20, 30], np.array([9.0, 1.0, 5.0], dtype=np.float32), [3, 3, 0],

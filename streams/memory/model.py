@@ -19,16 +19,15 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from streams.errors import ModelError
+from streams.model_registry import WEIGHTS_FORMAT, registry_call, version_row
 from streams.memory import keys
 from streams.memory.features import FEATURE_NAMES, KIND_NAMES, N_FEATURES
 
 MODEL = "memory"
-WEIGHTS_FORMAT = "safetensors"
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "metadata.json"
 SHIPPED_DIR = Path(__file__).resolve().parent / "data" / "policy"
@@ -290,42 +289,19 @@ class EvictionPolicy:
                  hashlib.sha256(self._blob).hexdigest(), WEIGHTS_FORMAT))
             return self.version
 
-        return _registry_call(settings, work)
+        return registry_call(settings, work)
 
     @classmethod
     def load_registered(cls, settings, version: str | None = None) -> "EvictionPolicy | None":
         """The pinned version (an error if unknown) or the current one (None if none is registered)."""
-        def work(conn):
-            if version:
-                return conn.execute("SELECT metadata, artifact, artifact_format FROM model_versions "
-                                    "WHERE namespace = %s AND model = %s AND version = %s",
-                                    (settings.model_namespace, MODEL, version)).fetchone()
-            return conn.execute("SELECT metadata, artifact, artifact_format FROM model_versions "
-                                "WHERE namespace = %s AND model = %s AND artifact_format = %s "
-                                "ORDER BY registered_at DESC, version_id DESC LIMIT 1",
-                                (settings.model_namespace, MODEL, WEIGHTS_FORMAT)).fetchone()
-
-        row = _registry_call(settings, work)
+        row = version_row(settings, MODEL, version)
         if row is None:
             if version:
                 raise ModelError(f"memory policy {version!r} is not registered in namespace {settings.model_namespace!r}")
             return None
         metadata, blob, artifact_format = row
+        if metadata.get("model") != MODEL:
+            raise ModelError(f"version {version!r} is a {metadata.get('model')!r} model, not a memory policy")
         if artifact_format != WEIGHTS_FORMAT:
             raise ModelError(f"memory policy {metadata.get('version')} is stored as {artifact_format}; refused")
         return cls.from_blob(bytes(blob), metadata)
-
-
-def _registry_call(settings, work: Callable):
-    import psycopg
-
-    try:
-        with psycopg.connect(settings.database_url, autocommit=True, connect_timeout=5) as conn:
-            return work(conn)
-    except psycopg.errors.UndefinedTable as error:
-        raise ModelError("table model_versions is missing: run `algo provision`") from error
-    except psycopg.OperationalError as error:
-        raise ModelError(f"cannot reach Postgres at {settings.database_url.rpartition('@')[2]} ({error}); "
-                         "run `algo stack up` and `algo provision`") from error
-    except psycopg.Error as error:
-        raise ModelError(f"model registry: {error}") from error

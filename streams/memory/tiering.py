@@ -107,8 +107,22 @@ class ResidentKeys:
             return list(self._order)
         tail = max(1, int(count * TAIL_FRACTION))
         chosen = list(itertools.islice(self._order, tail))
-        chosen += [self._keys[rng.randrange(len(self._keys))] for _ in range(count - tail)]
+        chosen += rng.choices(self._keys, k=count - tail)  # uniform, with replacement, as the simulator samples
         return list(dict.fromkeys(chosen))
+
+
+class _Lookup:
+    """mapping[keys[i]] on demand: plan_batch reads the sizes and kinds of its few contenders only."""
+    __slots__ = ("mapping", "keys")
+
+    def __init__(self, mapping: dict, keys: Sequence[str]) -> None:
+        self.mapping, self.keys = mapping, keys
+
+    def __getitem__(self, i: int):
+        return self.mapping[self.keys[i]]
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
 
 @dataclass(frozen=True)
@@ -176,10 +190,18 @@ def plan_batch(keys: Sequence[str], sizes: Sequence[int], scores: np.ndarray, ki
     """One batch: the scored known keys plus `unseen` (key, size) pairs (found in Redis, never in the
     access log since the agent started: idle at least that long, so first in line, and demoted rather
     than deleted since nothing is known of them) -> the decisions."""
-    pool = [Candidate(key, int(size), float(score), bool(should_delete(float(score), int(kind), size=int(size))))
-            for key, size, score, kind in zip(keys, sizes, scores, kinds)]
+    limit = victims_per_batch(candidates)
+    scores = np.asarray(scores, dtype=np.float64)
+    # only keys scored at least the limit-th best can be chosen: judge (should_delete) just those
+    if len(scores) > limit:
+        kth = np.partition(scores, len(scores) - limit)[len(scores) - limit]
+        contenders = np.flatnonzero(scores >= kth).tolist()
+    else:
+        contenders = range(len(scores))
+    pool = [Candidate(keys[i], int(sizes[i]), float(scores[i]),
+                      bool(should_delete(float(scores[i]), int(kinds[i]), size=int(sizes[i])))) for i in contenders]
     pool += [Candidate(key, int(size), math.inf, False) for key, size in unseen]
-    return choose_victims(pool, bytes_to_free, max_victims=victims_per_batch(candidates))
+    return choose_victims(pool, bytes_to_free, max_victims=limit)
 
 
 class AccessState:
@@ -234,7 +256,7 @@ class AccessState:
             scores = np.asarray(policy.score(self.table.features(key_ids, self.now)), dtype=np.float64)
         else:
             scores = np.empty(0)
-        decisions = plan_batch(proposed, [self.sizes[k] for k in proposed], scores, [self.kinds[k] for k in proposed],
+        decisions = plan_batch(proposed, _Lookup(self.sizes, proposed), scores, _Lookup(self.kinds, proposed),
                                policy.should_delete, bytes_to_free, candidates=candidates, unseen=unseen)
         return decisions, len(proposed) + len(unseen)
 

@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from streams.errors import ModelError
+from streams.model_registry import WEIGHTS_FORMAT, registry_call, version_row
 from streams.quant.env import EnvConfig, MarketSeries, QuantTradingEnv
 from streams.quant.features import FeatureSpec
 
 MODEL = "quant"
-WEIGHTS_FORMAT = "safetensors"
 WEIGHTS_FILE = "model.safetensors"
 # activation functions a stored architecture may name (looked up here, never imported by name)
 _ACTIVATIONS = ("Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU")
@@ -313,28 +313,6 @@ def read_saved(directory: str | Path) -> tuple[dict, bytes]:
 
 # --- the registry (Postgres) -------------------------------------------------------------------
 
-def _connect(settings):
-    import psycopg
-
-    try:
-        return psycopg.connect(settings.database_url, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as error:
-        raise ModelError(f"cannot reach Postgres at {settings.database_url.rpartition('@')[2]} ({error}); "
-                         "run `algo stack up` and `algo provision`") from error
-
-
-def _registry_call(settings, work: Callable):
-    import psycopg
-
-    try:
-        with _connect(settings) as conn:
-            return work(conn)
-    except psycopg.errors.UndefinedTable as error:
-        raise ModelError("table model_versions is missing: run `algo provision`") from error
-    except psycopg.Error as error:
-        raise ModelError(f"model registry: {error}") from error
-
-
 def register(settings, artifact: bytes, metadata: dict) -> str:
     """Stores a version and makes it the current one; the same artifact is stored once (registering
     it again only makes it current again: a rollback). Returns the version."""
@@ -355,7 +333,7 @@ def register(settings, artifact: bytes, metadata: dict) -> str:
              metadata["artifact_sha256"], WEIGHTS_FORMAT))
         return metadata["version"]
 
-    return _registry_call(settings, work)
+    return registry_call(settings, work)
 
 
 def list_versions(settings, model: str = MODEL) -> list[dict]:
@@ -369,7 +347,7 @@ def list_versions(settings, model: str = MODEL) -> list[dict]:
                  "bars", "metrics", "artifact_bytes", "artifact_format")
         return [dict(zip(names, row)) for row in rows]
 
-    return _registry_call(settings, work)
+    return registry_call(settings, work)
 
 
 def current_version(settings, model: str = MODEL) -> str | None:
@@ -379,22 +357,13 @@ def current_version(settings, model: str = MODEL) -> str | None:
                            (settings.model_namespace, model, WEIGHTS_FORMAT)).fetchone()
         return row[0] if row else None
 
-    return _registry_call(settings, work)
+    return registry_call(settings, work)
 
 
 def fetch(settings, version: str | None = None, model: str = MODEL) -> QuantPolicy | None:
     """The pinned version (an error if unknown) or the current one (None if none is registered),
     rebuilt from its safetensors weights and JSON metadata; rows in the old pickled format are refused."""
-    def work(conn):
-        if version:
-            return conn.execute("SELECT metadata, artifact, artifact_format FROM model_versions "
-                                "WHERE namespace = %s AND version = %s", (settings.model_namespace, version)).fetchone()
-        return conn.execute("SELECT metadata, artifact, artifact_format FROM model_versions "
-                            "WHERE namespace = %s AND model = %s AND artifact_format = %s "
-                            "ORDER BY registered_at DESC, version_id DESC LIMIT 1",
-                            (settings.model_namespace, model, WEIGHTS_FORMAT)).fetchone()
-
-    row = _registry_call(settings, work)
+    row = version_row(settings, model, version)
     if row is None:
         if version:
             raise ModelError(f"model version {version!r} is not registered in namespace {settings.model_namespace!r} "

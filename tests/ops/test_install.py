@@ -123,6 +123,7 @@ import json, risk_core._engine, streams, ops, streams.resources as r
 from streams.settings import Settings
 from streams.analyst import resources as analyst_data
 from streams.analyst.scorer import Scorer
+from streams.memory.model import EvictionPolicy
 s = Settings()
 print(json.dumps({"streams": streams.__file__, "ops": ops.__file__, "engine": risk_core._engine.__file__,
                   "schemas": sorted(p.name for p in r.schema_dir().glob("*.avsc")), "schema_dir": str(r.schema_dir()),
@@ -130,7 +131,7 @@ print(json.dumps({"streams": streams.__file__, "ops": ops.__file__, "engine": ri
                   "static": sorted(p.name for p in r.static_dir().iterdir()), "run_dir": str(s.run_dir),
                   "model_dir": str(s.model_dir), "analyst_data": str(analyst_data.data_dir()),
                   "analyst_files": sorted(p.name for p in analyst_data.data_dir().iterdir()),
-                  "scorer": Scorer.load().version}))
+                  "scorer": Scorer.load().version, "eviction_policy": EvictionPolicy.shipped(s).version}))
 """
     result = _run(installed, str(installed / "bin" / "python"), "-c", probe, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -146,6 +147,9 @@ print(json.dumps({"streams": streams.__file__, "ops": ops.__file__, "engine": ri
     from streams.analyst.scorer import Scorer
 
     assert found["scorer"] == Scorer.load().version
+    from streams.memory.model import EvictionPolicy
+
+    assert found["eviction_policy"] == EvictionPolicy.shipped(Settings()).version  # the Memory agent's shipped policy
     # no run dir or models inside site-packages: the cache, and the current directory
     assert found["run_dir"] == str(Path.home() / ".cache" / "algo" / "run")
     assert found["model_dir"] == "models"

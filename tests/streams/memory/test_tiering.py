@@ -87,3 +87,21 @@ def test_volatility_is_the_std_of_the_last_20_log_returns() -> None:
         value = tracker.update("AAPL", close)
     assert value == pytest.approx(expected) and tracker.get("AAPL") == value
     assert tracker.get("MSFT") == 0.0 and tracker.get(None) == 0.0
+
+
+def test_plan_batch_judges_only_contenders_yet_chooses_as_the_full_ranking_does():
+    rng = np.random.default_rng(3)
+    keys = [f"bars:S{i}:1d:100" for i in range(128)]
+    sizes = rng.integers(1, 5000, 128).tolist()
+    scores = np.round(rng.normal(size=128), 1)  # ties on purpose
+    judged = []
+
+    def should_delete(score: float, kind: int, size: int | None = None) -> bool:
+        judged.append(score)
+        return score > 1.5
+
+    planned = plan_batch(keys, sizes, scores, [0] * 128, should_delete, 10**9, candidates=128)
+    full = choose_victims([Candidate(k, s, float(c), bool(c > 1.5)) for k, s, c in zip(keys, sizes, scores)], 10**9,
+                          max_victims=tiering.victims_per_batch(128))
+    assert planned == full and len(planned) == tiering.victims_per_batch(128)
+    assert len(judged) < 128  # the rest were never judged

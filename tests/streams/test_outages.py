@@ -359,7 +359,8 @@ def test_postgres_down_mid_stream_loses_nothing_and_the_risk_agent_keeps_running
     prices = [50.0 + n for n in range(8)]
     bars = [codecs.for_topic("market.bars").encode(fixtures.bar(symbol=symbol, ts=day(n), open=p, high=p + 1,
                                                                   low=p - 1, close=p)) for n, p in enumerate(prices)]
-    request = fixtures.backtest_request(symbol=symbol)
+    # other parameters than the request answered before the outage: not a cached result, so it reads market_data
+    request = fixtures.backtest_request(symbol=symbol, params={"fast": 2.0, "slow": 3.0})
     request_value = codecs.for_topic("backtest.requests").encode(request)
     for value in bars[:3]:
         produce(settings, "market.bars", symbol.encode(), value)

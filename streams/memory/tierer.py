@@ -11,7 +11,6 @@ import contextlib
 import json
 import random
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterator
@@ -20,6 +19,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from streams.bus.ids import derived_id
 from streams.errors import ServiceUnavailable
 from streams.memory import keys
 from streams.memory.tiering import DEMOTE, AccessState, Decision, Watermarks
@@ -103,8 +103,11 @@ class RoundReport:
             "seconds": f"{self.seconds:.4f}", "policy_version": self.policy_version,
             **{name: str(value) for name, value in stats.items()},
         }
+        # derived from the round's inputs and choices: the same round sent twice is one row in agent_logs
+        log_id = derived_id("memory-tiering", self.policy_version, self.maximum, self.used_before, context["keys"],
+                            context["actions"])
         return {
-            "log_id": str(uuid.uuid4()), "agent": AGENT, "ts": datetime.now(timezone.utc), "level": "INFO",
+            "log_id": log_id, "agent": AGENT, "ts": datetime.now(timezone.utc), "level": "INFO",
             "message": (f"tiering: {demoted} demoted, {dropped} dropped; used {self.used_before} -> {self.used_after} "
                         f"of {self.maximum} bytes"),
             "context": context,
@@ -114,10 +117,11 @@ class RoundReport:
 def stats_record(state: AccessState, totals: dict[str, int], used: int, maximum: int, policy_version: str) -> dict:
     """The periodic AgentLog of the agent's counters (the dashboard's hit ratio when no round runs)."""
     ratio = state.hit_ratio()
+    fields = {k: str(v) for k, v in stats_fields(state, totals).items()}
     return {
-        "log_id": str(uuid.uuid4()), "agent": AGENT, "ts": datetime.now(timezone.utc), "level": "INFO",
+        "log_id": derived_id("memory-stats", policy_version, used, maximum, json.dumps(fields, sort_keys=True)), "agent": AGENT, "ts": datetime.now(timezone.utc), "level": "INFO",
         "message": f"memory: hit ratio {'-' if ratio is None else f'{ratio:.3f}'}, used {used} of {maximum} bytes",
-        "context": {"kind": "stats", **{k: str(v) for k, v in stats_fields(state, totals).items()},
+        "context": {"kind": "stats", **fields,
                     "used": str(used), "maxmemory": str(maximum), "policy_version": policy_version},
     }
 

@@ -105,3 +105,14 @@ def test_plan_batch_judges_only_contenders_yet_chooses_as_the_full_ranking_does(
                           max_victims=tiering.victims_per_batch(128))
     assert planned == full and len(planned) == tiering.victims_per_batch(128)
     assert len(judged) < 128  # the rest were never judged
+
+
+def test_the_stats_log_id_is_derived_from_what_it_reports():
+    from streams.memory.tierer import stats_record
+    from streams.memory.tiering import AccessState
+
+    state = AccessState()
+    state.observe("bars:AAPL:1d:100", "GET", "HOT", 100, "bars", "AAPL")
+    first, again = (stats_record(state, {"demoted": 1, "dropped": 0, "rounds": 1}, 10, 100, "v1") for _ in range(2))
+    other = stats_record(state, {"demoted": 1, "dropped": 0, "rounds": 1}, 11, 100, "v1")
+    assert first["log_id"] == again["log_id"] != other["log_id"]

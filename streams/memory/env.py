@@ -83,8 +83,13 @@ class EvictionEnv(gym.Env):
     def _advance(self) -> float:
         """Replay requests until the cache is over capacity (with enough keys to propose); the reward."""
         reward = 0.0
+        wraps = 0
         while True:
             if self.now >= self.stop:
+                wraps += 1
+                if wraps > 1:  # a whole pass without one: the cache never holds `candidates` keys
+                    raise DataError(f"no eviction decision at capacity {self.capacity}: the cache never holds "
+                                    f"{self.candidates} keys to choose between")
                 self._fresh_cache()
             key = self._ids[self.now]
             size = self._sizes[self.now]

@@ -31,6 +31,7 @@ DAGGER_ROUNDS = 3
 ROWS_PER_CAPACITY = 200_000  # about the candidate rows collected per round and capacity (60k: lost to LRU at 1% on a dev trace)
 EPOCHS = 4
 BATCH = 1024
+MIN_TRAINING_ROWS = 64  # candidate rows at one size; fewer: too few evictions to learn from
 LEARNING_RATE = 2e-3
 CANDIDATES = CANDIDATES_DEFAULT  # train on the batches the simulator serves
 
@@ -91,12 +92,13 @@ def fit(inputs: np.ndarray, labels: np.ndarray, *, seed: int, init: dict | None 
     y = torch.as_tensor(labels, dtype=torch.float32)
     optimiser = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
     generator = torch.Generator().manual_seed(seed)
-    steps = epochs * max(1, len(x) // BATCH)
+    batch_size = min(BATCH, len(x))  # a small trace gives fewer rows than one batch: train on all of them
+    steps = epochs * max(1, len(x) // batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=generator)
-        for i in range(0, len(x) - BATCH + 1, BATCH):
-            batch = order[i:i + BATCH]
+        for i in range(0, len(x) - batch_size + 1, batch_size):
+            batch = order[i:i + batch_size]
             loss = torch.nn.functional.huber_loss(net(x[batch]).squeeze(-1), y[batch])
             optimiser.zero_grad()
             loss.backward()
@@ -201,7 +203,7 @@ def train_policy(trace: Trace, end: int, capacities: list[int], *, use_bytes: bo
                     continue
                 x = np.concatenate([part[0] for part in parts])
                 y = np.concatenate([part[1] for part in parts])
-                if len(x) < 2 * BATCH:
+                if len(x) < MIN_TRAINING_ROWS:
                     raise DataError(f"only {len(x)} training rows at capacity {capacity}: the trace has too few "
                                     "evictions at this size")
                 say(f"imitation round {round_index}, capacity {capacity}, {variant} sizes: {len(x)} rows")
@@ -229,8 +231,13 @@ def train_policy(trace: Trace, end: int, capacities: list[int], *, use_bytes: bo
         say(f"PPO fine-tuning for {rl_timesteps} decisions")
         infos, per_size, kept = [], {}, []
         for j, capacity in enumerate(capacities):
-            weights, info = fine_tune(trace, chosen[j][1], [capacity], stop=validate_from, use_bytes=use_bytes,
-                                      seed=seed + j, timesteps=max(1, rl_timesteps // len(capacities)))
+            try:
+                weights, info = fine_tune(trace, chosen[j][1], [capacity], stop=validate_from, use_bytes=use_bytes,
+                                          seed=seed + j, timesteps=max(1, rl_timesteps // len(capacities)))
+            except DataError as error:  # too small a cache to choose between candidates: imitation only
+                say(f"PPO skipped at capacity {capacity}: {error}")
+                per_size[str(capacity)] = None
+                continue
             infos.append(info)
             ratio = size_ratio(EvictionPolicy(weights, metadata), capacity)
             per_size[str(capacity)] = ratio
@@ -238,7 +245,8 @@ def train_policy(trace: Trace, end: int, capacities: list[int], *, use_bytes: bo
                 chosen[j] = (ratio, weights, chosen[j][2] + " + ppo")
                 kept.append(capacity)
         report["stages"]["ppo"] = {"per_size": per_size, "kept_at_capacities": kept,
-                                   "timesteps": sum(info["timesteps"] for info in infos), "ppo": infos[0]["ppo"],
+                                   "timesteps": sum(info["timesteps"] for info in infos),
+                                   "ppo": infos[0]["ppo"] if infos else None,
                                    "mean_episode_reward": [info["mean_episode_reward"] for info in infos]}
         report["rl_seconds"] = round(time.perf_counter() - rl_started, 1)
         if kept:

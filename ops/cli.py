@@ -187,8 +187,39 @@ from ops.stack.cli import stack  # noqa: E402
 
 cli.add_command(stack)
 
-from streams.risk.cli import backtest  # noqa: E402
+from streams.risk.cli import backtest as engine_backtest  # noqa: E402
 
+
+def _backtest(agents: str | None, symbols: str, limit: int | None, **engine_options) -> None:
+    if agents is None:
+        if symbols or limit is not None:
+            raise click.UsageError("--symbols and --limit go with --agents (the engine takes one --symbol)")
+        return engine_backtest.callback(**engine_options)
+    from streams.offline.cli import agents_backtest, parse_agents, print_report
+
+    if engine_options["symbol"] is not None:
+        raise click.UsageError("with --agents, name symbols with --symbols (as `algo replay` does)")
+    wanted = [s for s in symbols.replace(",", " ").split() if s]
+    summary = agents_backtest(_settings(), parse_agents(agents), engine_options["dataset"], engine_options["csv_path"],
+                              wanted, limit)
+    if engine_options["as_json"]:
+        click.echo(json.dumps(summary))
+    else:
+        print_report(summary)
+
+
+backtest = click.Command(
+    "backtest", callback=_backtest, help=(engine_backtest.help or "") + (
+        "\n\nWith --agents technical,quant: the streaming agents, consensus, risk checks and paper fills run offline "
+        "in one process over the bars `algo replay` would publish with the same --dataset/--csv, --symbols and "
+        "--limit, and print the run digest the demo prints."),
+    params=[*engine_backtest.params,
+            click.Option(["--agents"], default=None, help="Run these agents offline (technical,quant) instead of one "
+                                                          "engine strategy."),
+            GreedyOption(["--symbols"], default="", help="With --agents: symbols (space or comma separated) "
+                                                         "[default: all of the dataset]."),
+            click.Option(["--limit"], type=click.IntRange(min=1), default=None,
+                         help="With --agents: the bars of the first N ticks, as `algo replay --limit N`.")])
 cli.add_command(backtest)
 
 from streams.bridge.cli import bridge  # noqa: E402

@@ -118,7 +118,8 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_bridge(settings: Settings, token: str, timeout: float = 60) -> tuple[subprocess.Popen, str]:
+def start_bridge(settings: Settings, token: str, timeout: float = 60,
+                 env: dict | None = None) -> tuple[subprocess.Popen, str]:
     """`algo bridge` in its own process; returns it and the dashboard URL once /healthz answers."""
     import urllib.request
 
@@ -126,7 +127,7 @@ def start_bridge(settings: Settings, token: str, timeout: float = 60) -> tuple[s
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / "bridge.log", "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "ops.cli", "bridge"], stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "ALGO_API_TOKEN": token}, start_new_session=True)
+                                   env={**os.environ, **(env or {}), "ALGO_API_TOKEN": token}, start_new_session=True)
     base = f"http://{settings.bridge_host}:{settings.bridge_port}"
     def healthy() -> bool:
         if process.poll() is not None:
@@ -269,19 +270,133 @@ def demo_groups(settings: Settings, names=DEMO_WORKERS) -> list[str]:
     return [f"{settings.app_id}-{name}" for name in names]
 
 
+# the inputs the event-time barriers wait on (streams.bus.progress), by the agent module that reads them
+BARRIER_INPUTS = {"streams.market.agents": "market.ticks", "streams.analyst.agents": "news.items",
+                  "streams.consensus.agents": "agent.signals", "streams.risk.agents": "market.bars"}
+RUN_TOPICS = ("consensus.decisions", "risk.verdicts", "orders", "fills")
+
+
+def run_environment(settings: Settings, account: str) -> dict[str, str]:
+    """A run's own app id (fresh consumer groups and tables, so nothing of an earlier run is carried
+    over) with the shared model namespace, and its paper account."""
+    return {"ALGO_APP_ID": f"{settings.app_id}-{account}", "QUANT_MODEL_NAMESPACE": settings.model_namespace,
+            "RISK_ACCOUNT": account, "ALGO_OFFSET_RESET": "latest"}
+
+
 def start_from_the_end(settings: Settings, names=DEMO_WORKERS) -> None:
-    """Deletes the demo workers' consumer groups, so (with ALGO_OFFSET_RESET=latest) this run reads
-    only what it publishes: not the history of earlier demos, nor the decisions the tests left."""
+    """Commits, for each worker's consumer group, the end offsets of the inputs its barriers wait on,
+    so (with ALGO_OFFSET_RESET=latest for the rest) the run reads only what it publishes, and the
+    barriers know where every group stands from its first message on."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    from streams.workers import WORKERS
+
+    probe = Consumer(settings.kafka_config({"group.id": f"{settings.app_id}-probe", "log_level": 3}))
+    try:
+        ends = {}
+        for topic in set(BARRIER_INPUTS.values()):
+            partitions = probe.list_topics(topic, timeout=10).topics[topic].partitions
+            ends[topic] = [TopicPartition(topic, p, probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+                           for p in partitions]
+    finally:
+        probe.close()
+    for name in names:
+        topics = {BARRIER_INPUTS[m] for m in WORKERS.get(name, ()) if m in BARRIER_INPUTS}
+        if not topics:
+            continue
+        consumer = Consumer(settings.kafka_config({"group.id": f"{settings.app_id}-{name}", "log_level": 3,
+                                                   "enable.auto.commit": False}))
+        try:
+            consumer.commit(offsets=[tp for topic in sorted(topics) for tp in ends[topic]], asynchronous=False)
+        except KafkaException as error:
+            raise AlgoError(f"cannot set the start of consumer group {settings.app_id}-{name} ({error}); "
+                            "is another demo or worker running under this app id?") from None
+        finally:
+            consumer.close()
+
+
+def topic_ends(settings: Settings, topics=RUN_TOPICS) -> dict[str, dict[int, int]]:
+    from streams.bus.progress import StreamProgress
+
+    progress = StreamProgress(settings)
+    return {topic: progress.end_offsets(topic) for topic in topics}
+
+
+def run_records(settings: Settings, starts: dict[str, dict[int, int]], account: str) -> dict[str, list[dict]]:
+    """What the run published after `starts` (topic_ends before it): its decisions and verdicts, and
+    the orders and fills of its account, decoded."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from streams.bus.codecs import CodecRegistry
+
+    codecs = CodecRegistry(settings.schema_registry_url)
+    ends = topic_ends(settings, tuple(starts))
+    consumer = Consumer(settings.kafka_config({"group.id": f"{settings.app_id}-records", "log_level": 3,
+                                               "enable.auto.commit": False}))
+    records: dict[str, list[dict]] = {topic: [] for topic in starts}
+    try:
+        for topic, start in starts.items():
+            remaining = {p: ends[topic][p] for p in start if ends[topic][p] > start[p]}
+            if not remaining:
+                continue
+            consumer.assign([TopicPartition(topic, p, start[p]) for p in remaining])
+            codec = codecs.for_topic(topic)
+            deadline = time.monotonic() + 120
+            while remaining and time.monotonic() < deadline:
+                for message in consumer.consume(1000, timeout=1.0):
+                    if message.error():
+                        continue
+                    if message.offset() + 1 >= remaining.get(message.partition(), 0):
+                        remaining.pop(message.partition(), None)
+                    record = codec.decode(message.value())
+                    if "account" not in record or record["account"] == account:
+                        records[topic].append(record)
+            if remaining:
+                raise AlgoError(f"could not read {topic} to its end in 120 s")
+    finally:
+        consumer.close()
+    return records
+
+
+def run_book(settings: Settings, account: str) -> dict | None:
+    """The account's persisted book, shaped as streams.broker.book keeps it (for the digest)."""
+    with psycopg.connect(settings.database_url) as conn:
+        account_row = conn.execute("SELECT cash, realised_pnl, fees FROM accounts WHERE account = %s",
+                                   (account,)).fetchone()
+        positions = conn.execute("SELECT symbol, quantity, avg_price FROM positions WHERE account = %s",
+                                 (account,)).fetchall()
+    if account_row is None:
+        return None
+    return {"cash": float(account_row[0]), "realised_pnl": float(account_row[1]), "fees": float(account_row[2]),
+            "positions": {s: {"quantity": float(q), "avg_price": float(a)} for s, q, a in positions}}
+
+
+def run_digest(settings: Settings, starts: dict[str, dict[int, int]], account: str) -> dict:
+    from streams.bus.digest import trading_digest
+
+    records = run_records(settings, starts, account)
+    return trading_digest(records["consensus.decisions"], records["risk.verdicts"], records["orders"],
+                          records["fills"], run_book(settings, account))
+
+
+def remove_run_state(settings: Settings) -> None:
+    """Deletes the run's consumer groups and its workers' changelog topics (`<app id>-...`)."""
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient(settings.kafka_config({"log_level": 3}))
-    existing = {g.group_id for g in admin.list_consumer_groups(request_timeout=10).result(timeout=15).valid}
-    doomed = [g for g in demo_groups(settings, names) if g in existing]
-    for group, future in (admin.delete_consumer_groups(doomed, request_timeout=15).items() if doomed else ()):
-        try:
-            future.result(timeout=20)
-        except Exception as error:  # noqa: BLE001 - a group that is still active keeps its offsets; say so
-            raise AlgoError(f"cannot reset consumer group {group} ({error}); is another demo or worker running?")
+    prefix = f"{settings.app_id}-"
+    try:
+        groups = [g.group_id for g in admin.list_consumer_groups(request_timeout=10).result(timeout=15).valid
+                  if g.group_id.startswith(prefix)]
+        for future in (admin.delete_consumer_groups(groups, request_timeout=15).values() if groups else ()):
+            with contextlib.suppress(Exception):
+                future.result(timeout=20)
+        topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+        for future in (admin.delete_topics(topics, operation_timeout=30).values() if topics else ()):
+            with contextlib.suppress(Exception):
+                future.result(timeout=40)
+    except Exception as error:  # noqa: BLE001 - leftovers are harmless; say so and go on
+        print(f"demo: could not remove the run's groups and changelogs ({error})", file=sys.stderr, flush=True)
 
 
 def groups_lag(settings: Settings, groups: list[str]) -> int:
@@ -552,22 +667,23 @@ def _run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool,
     say(f"news memory: {len(news)} items of {news_path or 'the demo corpus'} in pgvector "
         f"({memory.embedded} embedded now, {memory.skipped} already there)")
     account = f"demo-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-    decisions_before = topic_size(settings, "consensus.decisions")
-    say(f"starting workers {', '.join(DEMO_WORKERS)} for paper account {account} "
+    run_env = run_environment(settings, account)
+    run = Settings.from_env({**os.environ, **run_env})  # the run's app id names its groups and tables
+    starts = topic_ends(settings)
+    say(f"starting workers {', '.join(DEMO_WORKERS)} for paper account {account} under app id {run.app_id} "
         f"(logs in {settings.run_dir / 'workers'})")
     demo_since = datetime.now(timezone.utc)
     metrics_port = _free_port()
     capped = contextlib.ExitStack()
     redis_cap = capped.enter_context(redis_capped(settings, say))
     try:
-        start_from_the_end(settings)
-        workers = start_workers(settings, env={"RISK_ACCOUNT": account, "ALGO_OFFSET_RESET": "latest",
-                                               "MEMORY_METRICS_PORT": str(metrics_port)})
+        start_from_the_end(run)
+        workers = start_workers(settings, env={**run_env, "MEMORY_METRICS_PORT": str(metrics_port)})
         try:
             import secrets
 
             token = settings.api_token or secrets.token_urlsafe(16)
-            bridge, dashboard_url = start_bridge(settings, token)
+            bridge, dashboard_url = start_bridge(settings, token, env=run_env)
             workers.append(bridge)
             say(f"dashboard: {dashboard_url}")
             wait_ready(settings, workers[:-1])
@@ -580,8 +696,11 @@ def _run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool,
             persisted, last_write = wait_for_bars(settings, since, expected, names, workers)
             pipeline_seconds = last_write - replay_started
             say("waiting for the trading loop to settle (decisions, verdicts, orders, fills)")
-            wait_quiet(settings, account, workers)
+            wait_quiet(run, account, workers)
             loop_seconds = time.monotonic() - replay_started
+            digest = run_digest(settings, starts, account)
+            say(f"run digest {digest['digest']}: {digest['decisions']:,} decisions, {digest['verdicts']:,} verdicts, "
+                f"{digest['orders']:,} orders, {digest['fills']:,} fills (the same on every run and at every speed)")
             say("asking the risk agent for an SMA(20/100) backtest of each symbol over Kafka")
             backtests = request_backtests(settings, names)
             workload = memory_workload(settings, f"http://{settings.bridge_host}:{settings.bridge_port}", token, names,
@@ -596,6 +715,7 @@ def _run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool,
                 stop_workers(workers)
     finally:
         capped.close()
+        remove_run_state(run)
     memory["trace"] = record_demo_trace(settings, demo_since, say)
     book, trading = trading_rows(settings, account)
     per_symbol = summary_rows(settings, names)
@@ -621,7 +741,8 @@ def _run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool,
         "bars_per_second": round(persisted / pipeline_seconds, 1) if pipeline_seconds > 0 else None,
         "duplicate_rows": duplicates,
         "account": account,
-        "decisions": topic_size(settings, "consensus.decisions") - decisions_before,
+        "decisions": digest["decisions"],
+        "digest": digest,
         "orders": sum(r["paper"]["orders"] for r in per_symbol),
         "fills": sum(r["paper"]["fills"] for r in per_symbol),
         "trading_loop_seconds": round(loop_seconds, 1),
@@ -668,6 +789,11 @@ def print_summary(summary: dict) -> None:
                       f"trading loop settled {summary['trading_loop_seconds']} s after the replay began")
     else:
         console.print(f"decisions: {summary['decisions']:,}; no fills for {summary['account']}")
+    digest = summary["digest"]
+    console.print(f"run digest {digest['digest']} over {digest['decisions']:,} decisions, {digest['verdicts']:,} "
+                  f"verdicts, {digest['orders']:,} orders, {digest['fills']:,} fills and the final book: the same on "
+                  "every run of these bars and models, at any --speed (`algo backtest --agents technical,quant` "
+                  "gives the offline one)")
     votes = ", ".join(f"{agent} {count:,}" for agent, count in summary["signals_by_agent"].items())
     console.print(f"agent votes this run: {votes or 'none'} (quant model {summary['quant_model']}); "
                   f"news items replayed: {summary['news_published']:,}")

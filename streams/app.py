@@ -38,6 +38,7 @@ app = faust.App(
     consumer_auto_offset_reset=settings.offset_reset,
     web_enabled=False,
     producer_acks=-1,
+    broker_commit_interval=settings.commit_interval_s,
     table_cleanup_interval=60.0,
 )
 

@@ -59,7 +59,9 @@ OWN_PREFIXES = ("ALGO_", "ANALYST_", "BAR_", "BRIDGE_", "BROKER_", "CONSENSUS_",
 # ours by prefix, but read by the build (setup.py) and the test suite, never by the running code
 NOT_SETTINGS = frozenset({"ALGO_DEBUG_BUILD", "BRIDGE_FUZZ_EXAMPLES"})
 # variables that were settings once, with what replaced them
-RETIRED = {"ALGO_WORKER": "name the worker on the command line: `algo worker NAME`"}
+RETIRED = {"ALGO_WORKER": "name the worker on the command line: `algo worker NAME`",
+           "CONSENSUS_MIN_CHANGE": "the consensus decides every bar; the risk agent trades only when the target moves by "
+                                   "RISK_MIN_REBALANCE (a fraction of equity)"}
 MIN_API_TOKEN_LENGTH = 16
 # app ids and namespaces name Kafka consumer groups and changelog topics
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -81,6 +83,7 @@ class RiskSettings:
     max_var: float = 0.02
     var_confidence: float = 0.99
     lot_size: float = 1.0
+    min_rebalance: float = 0.1  # trade only when the target and the held (plus ordered) position differ this much
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "RiskSettings":
@@ -171,8 +174,10 @@ class MemorySettings:
 
 @dataclass(frozen=True)
 class ConsensusRules:
-    """How the Consensus agent weighs votes: CONSENSUS_WEIGHTS (technical=1,quant=2), CONSENSUS_WINDOW_S,
-    CONSENSUS_MIN_SCORE, CONSENSUS_MIN_AGREEMENT, CONSENSUS_MAX_POSITION, CONSENSUS_MIN_CHANGE."""
+    """How the Consensus agent weighs votes and when it decides: CONSENSUS_WEIGHTS (technical=1,quant=2),
+    CONSENSUS_BAR_AGENTS (the agents that vote on every bar: each bar waits for their votes),
+    CONSENSUS_AGENT_TIMEOUT_S (a bar-driven agent silent this long is not waited for), CONSENSUS_WINDOW_S,
+    CONSENSUS_MIN_SCORE, CONSENSUS_MIN_AGREEMENT, CONSENSUS_MAX_POSITION."""
     weights: Mapping[str, float] = field(default_factory=lambda: {"technical": 1.0, "quant": 1.0, "analyst": 1.0})
     default_weight: float = 0.0  # agents not listed do not count
     window_s: float = 3 * 86400.0
@@ -180,7 +185,8 @@ class ConsensusRules:
     min_agreement: float = 0.6
     max_position: float = 0.2
     prior_calls: float = 10.0
-    min_change: float = 0.1  # publish only stance changes: a new action or a target moved this much
+    bar_agents: tuple[str, ...] = ("technical", "quant")
+    agent_timeout_s: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "ConsensusRules":
@@ -315,6 +321,8 @@ class Settings:
     persist_batch_window_s: float = 0.5
     topic_partitions: int = 3
     offset_reset: str = "earliest"
+    # how often workers commit offsets: the event-time barriers (streams.bus.progress) wait on commits
+    commit_interval_s: float = 0.2
     api_token: str = ""  # empty: the bridge generates one per run; else at least MIN_API_TOKEN_LENGTH characters
     allowed_origins: tuple[str, ...] = ()
     model_dir: Path = PROJECT_ROOT / "models" if IN_CHECKOUT else Path("models")
@@ -357,6 +365,7 @@ class Settings:
             persist_batch_window_s=env.number("PERSIST_BATCH_WINDOW_S", defaults.persist_batch_window_s, minimum=0),
             topic_partitions=env.number("TOPIC_PARTITIONS", defaults.topic_partitions, int, minimum=1),
             offset_reset=env.choice("ALGO_OFFSET_RESET", defaults.offset_reset, ("earliest", "latest")),
+            commit_interval_s=env.number("ALGO_COMMIT_INTERVAL_S", defaults.commit_interval_s, minimum=0.01),
             api_token=env.text("ALGO_API_TOKEN", defaults.api_token),  # checked by __post_init__, never echoed
             allowed_origins=tuple(o.strip() for o in env.text("ALGO_ALLOWED_ORIGINS", "").split(",") if o.strip()),
             model_dir=Path(env.text("ALGO_MODEL_DIR", defaults.model_dir)),
@@ -366,7 +375,9 @@ class Settings:
             risk=risk,
             broker=env.domain(BrokerSettings, "BROKER_", account=risk.account, initial_cash=risk.initial_cash),
             consensus=env.domain(
-                ConsensusRules, "CONSENSUS_", ("window_s", "min_score", "min_agreement", "max_position", "min_change"),
+                ConsensusRules, "CONSENSUS_", ("window_s", "min_score", "min_agreement", "max_position", "agent_timeout_s"),
+                bar_agents=tuple(a.strip() for a in env.text("CONSENSUS_BAR_AGENTS", "technical,quant").split(",")
+                                 if a.strip()),
                 **({} if weights is None else {"weights": parse_weights(weights)})),
             analyst=env.domain(AnalystSettings, "ANALYST_", llm=env.checked("ANALYST_LLM", "", _check_llm)),
             memory=env.domain(MemorySettings, "MEMORY_"),

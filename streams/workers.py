@@ -15,3 +15,8 @@ WORKERS: dict[str, tuple[str, ...]] = {
 }
 WORKERS["signals"] = WORKERS["bars"] + WORKERS["technical"] + WORKERS["consensus"]  # ticks -> decisions
 WORKERS["all"] = tuple(dict.fromkeys(module for modules in WORKERS.values() for module in modules))
+
+
+def groups_running(settings, module: str) -> set[str]:
+    """The consumer groups of this app whose workers run `module` (one per worker name that includes it)."""
+    return {f"{settings.app_id}-{name}" for name, modules in WORKERS.items() if module in modules}

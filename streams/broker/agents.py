@@ -55,6 +55,9 @@ async def _fill(order: dict, bar: dict) -> None:
                  order["order_id"])
         return
     await fills_topic.send(key=order["symbol"].encode(), value=fill)
+    recent = symbol_to_recent_bars.get(order["symbol"]) or []
+    if recent:  # valued at the newest close, whichever came first, the fill or the later bars
+        booked = mark(booked, order["symbol"], recent[-1]["close"])
     account_to_book[broker_settings.account] = booked
     _dirty["book"] = True
 

@@ -20,6 +20,8 @@ in between: each marks positions with the last close it has seen.
 """
 from __future__ import annotations
 
+import math
+
 
 def new_portfolio(account: str, initial_cash: float) -> dict:
     return {"account": account, "cash": float(initial_cash), "realised_pnl": 0.0, "fees": 0.0,
@@ -28,7 +30,8 @@ def new_portfolio(account: str, initial_cash: float) -> dict:
 
 
 def equity(state: dict) -> float:
-    return state["cash"] + sum(p["quantity"] * p["last_price"] for p in state["positions"].values())
+    # fsum: exact, so the order the positions were opened in cannot change the last digit
+    return math.fsum([state["cash"], *(p["quantity"] * p["last_price"] for p in state["positions"].values())])
 
 
 def apply_fill(state: dict, fill: dict) -> dict:

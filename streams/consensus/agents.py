@@ -1,76 +1,171 @@
-"""Consensus agent: agent.signals -> consensus.decisions (streams.consensus.vote), scoring each agent's
-calls against the next bar's close (market.bars) to weight it by its measured accuracy.
+"""Consensus agent: agent.signals + market.bars -> consensus.decisions, one decision per symbol and
+bar, in event time (streams.consensus.event_time; README, "Event time").
 
-`agent_to_accuracy` is keyed by agent but updated from the bars stream (keyed by symbol), so it is
-placed by the partitioner; run one consensus worker. Agent standing goes to Postgres agent_stats.
+Votes and bars only change each symbol's state (`symbol_to_consensus`); a bar is decided once the
+votes that belong to it are in. News-driven votes (the analyst's) are waited for with a barrier:
+every decision round first checks that the groups running the analyst have committed news.items up
+to where it ended when the round began, and that this worker has read agent.signals up to where it
+ended after that (streams.bus.progress). A bar-driven agent silent for CONSENSUS_AGENT_TIMEOUT_S is
+not waited for; its votes then count late. Agent standing goes to Postgres agent_stats.
+
+The tables are written from the streams and from the round task, so they are placed by the
+partitioner (the symbol key lands where the topics put it); run one consensus worker per symbol set.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import asyncio
+import time
 
 import psycopg
 
 from streams.app import (app, avro_topic, dead_letter_on_failure, decode_bar_or_dead_letter, decode_or_dead_letter, log,
                          raw_topic, settings)
-from streams.market.bars import from_micros
-from streams.consensus.vote import (decide, hit_rate, is_new_stance, record_call, remember_vote,
-                               score_calls, update_accuracy)
+from streams.bus.progress import StreamProgress
+from streams.consensus import event_time
+from streams.consensus.vote import hit_rate
+from streams.errors import ServiceUnavailable
+from streams.market.bars import from_micros, to_micros
+from streams.workers import groups_running
 
 AGENT = "consensus"
+NEWS_AGENT_MODULE = "streams.analyst.agents"
 rules = settings.consensus
 signals_topic = raw_topic("agent.signals")
 bars_topic = raw_topic("market.bars")
 decisions_topic = avro_topic("consensus.decisions")
 
-symbol_to_votes = app.Table("symbol_to_votes", partitions=settings.topic_partitions)
-symbol_to_close = app.Table("symbol_to_close", partitions=settings.topic_partitions)
-symbol_to_pending_calls = app.Table("symbol_to_pending_calls", partitions=settings.topic_partitions)
-symbol_to_stance = app.Table("symbol_to_stance", partitions=settings.topic_partitions)
-agent_to_accuracy = app.Table("agent_to_accuracy", partitions=settings.topic_partitions, use_partitioner=True)
+symbol_to_consensus = app.Table("symbol_to_consensus", partitions=settings.topic_partitions, use_partitioner=True)
 _signal_counts: dict[str, tuple[int, int]] = {}  # agent -> (signals since start, last signal ts_us)
+_last_heard: dict[str, float] = {}  # bar-driven agent -> wall time of its last vote (absent when silent)
+_waiting = {"symbols": set(), "since": time.monotonic()}  # symbols with undecided bars, since when some have
+_lock = asyncio.Lock()  # streams and the round task read, change and write the same states
+_progress: dict = {"client": None}
 
 
-@app.agent(bars_topic, name="consensus_score_calls")
-async def score_agent_calls(stream):
+def absent_agents() -> set[str]:
+    """Bar-driven agents silent for CONSENSUS_AGENT_TIMEOUT_S while bars wait (not since an idle spell)."""
+    now, since = time.monotonic(), _waiting["since"]
+    return {agent for agent in rules.bar_agents
+            if now - max(_last_heard.get(agent, since), since) > rules.agent_timeout_s}
+
+
+def _note_waiting(symbol: str, state: dict) -> None:
+    if state["pending"]:
+        if not _waiting["symbols"]:
+            _waiting["since"] = time.monotonic()
+        _waiting["symbols"].add(symbol)
+    else:
+        _waiting["symbols"].discard(symbol)
+
+
+async def decide_symbol(symbol: str) -> None:
+    """Publishes every decision the symbol's state allows now (called with _lock held)."""
+    state = symbol_to_consensus.get(symbol)
+    if state is None:
+        return
+    state, decisions = event_time.decide_ready(state, symbol, rules, absent_agents())
+    for decision in decisions:  # sent before the state that records them: a crash re-sends the same ids
+        await decisions_topic.send(key=symbol.encode(), value=decision)
+    if decisions:
+        symbol_to_consensus[symbol] = state
+    _note_waiting(symbol, state)
+
+
+@app.agent(bars_topic, name="consensus_bars")
+async def take_bars(stream):
     async for event in stream.events():
         async with dead_letter_on_failure(event, AGENT):
             bar = await decode_bar_or_dead_letter(event, AGENT)
             if bar is None:
                 continue
-            symbol = bar["symbol"]
-            symbol_to_close[symbol] = float(bar["close"])
-            remaining, scored = score_calls(symbol_to_pending_calls.get(symbol), bar)
-            symbol_to_pending_calls[symbol] = remaining
-            for agent, hit in scored:
-                agent_to_accuracy[agent] = update_accuracy(agent_to_accuracy.get(agent), hit)
+            async with _lock:
+                symbol_to_consensus[bar["symbol"]] = event_time.on_bar(symbol_to_consensus.get(bar["symbol"]), bar)
+                await decide_symbol(bar["symbol"])
 
 
 @app.agent(signals_topic, name="consensus_decide")
-async def decide_on_signals(stream):
-    from streams.market.bars import to_micros
-
+async def take_votes(stream):
     async for event in stream.events():
         async with dead_letter_on_failure(event, AGENT):
             signal = await decode_or_dead_letter(event, AGENT)
             if signal is None:
                 continue
-            symbol = signal["symbol"]
-            count, _ = _signal_counts.get(signal["agent"], (0, 0))
-            _signal_counts[signal["agent"]] = (count + 1, to_micros(signal["ts"]))
-            votes = remember_vote(symbol_to_votes.get(symbol), signal)
-            symbol_to_votes[symbol] = votes
-            symbol_to_pending_calls[symbol] = record_call(symbol_to_pending_calls.get(symbol), signal,
-                                                          symbol_to_close.get(symbol))
-            decision = decide(symbol, votes, dict(agent_to_accuracy.items()), rules)
-            if decision is not None and is_new_stance(symbol_to_stance.get(symbol), decision, rules.min_change):
-                symbol_to_stance[symbol] = {"action": decision["action"], "target": decision["target_position"]}
-                await decisions_topic.send(key=symbol.encode(), value=decision)
+            symbol, agent = signal["symbol"], signal["agent"]
+            count, _ = _signal_counts.get(agent, (0, 0))
+            _signal_counts[agent] = (count + 1, to_micros(signal["ts"]))
+            if agent in rules.bar_agents:
+                _last_heard[agent] = time.monotonic()
+            async with _lock:
+                state, late = event_time.on_vote(symbol_to_consensus.get(symbol), signal, rules)
+                symbol_to_consensus[symbol] = state
+                if late:
+                    log.warning("consensus: %s's vote on %s at %s came after its bar was decided; counted in the "
+                                "next decision", agent, symbol, signal["ts"])
+                await decide_symbol(symbol)
+
+
+def _progress_client() -> StreamProgress:
+    if _progress["client"] is None:
+        _progress["client"] = StreamProgress(settings)
+    return _progress["client"]
+
+
+async def _drained(topic: str, groups: set[str]) -> None:
+    """Waits until every group has committed `topic` as far as it ends now."""
+    progress = _progress_client()
+    ends = await asyncio.to_thread(progress.end_offsets, topic)
+    while not await asyncio.to_thread(progress.drained, topic, groups, ends):
+        await asyncio.sleep(0.02)
+
+
+async def news_round() -> None:
+    """One barrier round: bars complete (all bar-driven votes in) before it began get their news."""
+    absent = absent_agents()
+    waiting = {}
+    for symbol, state in list(symbol_to_consensus.items()):
+        complete = event_time.complete_bars(state, rules, absent) if state else []
+        if complete and (state["news_cleared_us"] is None or complete[-1] > state["news_cleared_us"]):
+            waiting[symbol] = complete[-1]
+    if not waiting:
+        return
+    progress = _progress_client()
+    news_groups = await asyncio.to_thread(progress.active_groups, groups_running(settings, NEWS_AGENT_MODULE))
+    if news_groups:
+        await _drained("news.items", news_groups)
+        await _drained("agent.signals", {app.conf.id})  # the votes that news produced are read
+    async with _lock:
+        for symbol, through_us in waiting.items():
+            symbol_to_consensus[symbol] = event_time.clear_news(symbol_to_consensus.get(symbol), through_us)
+            await decide_symbol(symbol)
+
+
+@app.task
+async def run_news_rounds() -> None:
+    if not event_time.waits_for_news(rules):
+        log.info("consensus: no news-driven agent has a weight; bars are decided on their bar votes alone")
+    while True:
+        try:
+            if event_time.waits_for_news(rules):
+                await news_round()
+            else:
+                async with _lock:
+                    for symbol in list(symbol_to_consensus.keys()):
+                        await decide_symbol(symbol)
+        except ServiceUnavailable as error:
+            log.warning("consensus: cannot check the analyst's progress (%s); retrying", error)
+            await asyncio.sleep(1.0)
+        await asyncio.sleep(0.02)
 
 
 @app.timer(interval=2.0)
 async def publish_agent_stats() -> None:
-    """Each agent's weight, measured hit rate and activity, for the bridge and the dashboard."""
-    accuracy = dict(agent_to_accuracy.items())
+    """Each agent's weight, measured hit rate (over all symbols) and activity, for the bridge and the dashboard."""
+    accuracy: dict[str, dict] = {}
+    for state in list(symbol_to_consensus.values()):
+        for agent, score in (state or {}).get("accuracy", {}).items():
+            total = accuracy.setdefault(agent, {"hits": 0.0, "calls": 0.0})
+            total["hits"] += score["hits"]
+            total["calls"] += score["calls"]
     agents = set(accuracy) | set(_signal_counts)
     if not agents:
         return

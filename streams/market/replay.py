@@ -142,6 +142,10 @@ def replay(
                     except KafkaException as error:
                         raise AlgoError(f"cannot publish to {event.topic}: {error}") from error
                 producer.poll(0)
+                if event.topic == NEWS_TOPIC and event.paced:
+                    # acknowledged before any later tick: agents deciding in event time may rely on a news item
+                    # being in news.items before the ticks after it (streams.bus.progress)
+                    producer.flush(30)
                 if clock_started is None and event.record is clock_origin:
                     clock_started = time.perf_counter()
                 if event.topic == TOPIC:

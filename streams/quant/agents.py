@@ -11,7 +11,7 @@ import asyncio
 from streams.quant import model as quant_model
 from streams.app import app, avro_topic, dead_letter_on_failure, decode_bar_or_dead_letter, log, raw_topic, settings
 from streams.errors import AlgoError
-from streams.quant.vote import advance, features_of, rationale, signal_record
+from streams.quant.vote import advance, features_of, rationale, signal_record, warmup_record
 from streams.quant.features import FeatureSpec
 
 AGENT = "quant"
@@ -26,9 +26,11 @@ class ServedPolicy:
     def __init__(self) -> None:
         self.policy: quant_model.QuantPolicy | None = None
         self.skipped = 0
+        self.asked = False  # the registry has been asked once
 
     async def refresh(self) -> None:
         loop = asyncio.get_running_loop()
+        self.asked = True
         try:
             if settings.quant_model_version:
                 if self.policy is None:
@@ -71,6 +73,8 @@ async def quant_vote(stream):
             bar = await decode_bar_or_dead_letter(event, AGENT)
             if bar is None:
                 continue
+            if served.policy is None and not served.asked:  # a bar is never skipped while the model loads
+                await served.refresh()
             policy = served.policy
             spec = policy.spec if policy else FeatureSpec()
             state = advance(symbol_to_quant_state.get(bar["symbol"]), to_micros(bar["ts"]), bar["close"], spec)
@@ -79,9 +83,13 @@ async def quant_vote(stream):
             features = features_of(state, spec)
             if policy is None or features is None:
                 symbol_to_quant_state[bar["symbol"]] = state
-                if policy is None and served.skipped % 1000 == 0:
-                    log.warning("quant: no model registered yet (run `algo quant train`); bar not scored")
-                served.skipped += policy is None
+                if policy is None:
+                    if served.skipped % 1000 == 0:
+                        log.warning("quant: no model registered yet (run `algo quant train`); bar not scored")
+                    served.skipped += 1
+                else:
+                    await signals_topic.send(key=bar["symbol"].encode(), value=warmup_record(
+                        bar, policy.version, len(state["closes"]), spec.warmup))
                 continue
             sign, confidence, probabilities = policy.decide(features, state["position"])
             symbol_to_quant_state[bar["symbol"]] = {**state, "position": sign}

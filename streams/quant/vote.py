@@ -42,6 +42,12 @@ def rationale(version: str, sign: float, probabilities, positions) -> str:
     return f"PPO {version}: {POSITION_NAMES.get(sign, sign)} (p: {spread})"
 
 
+def warmup_record(bar: dict, version: str, have: int, need: int) -> dict:
+    """The vote while the window fills: HOLD with no confidence. The consensus waits for a vote from
+    each bar-driven agent on every bar, so the quant votes from the first bar on."""
+    return signal_record(bar, version, 0.0, 0.0, f"PPO {version}: warming up ({have}/{need} bars)")
+
+
 def signal_record(bar: dict, version: str, sign: float, confidence: float, text: str) -> dict:
     """The AgentSignal for a bar (schemas/avro/AgentSignal.avsc); the same bar and model give the same id."""
     return {

@@ -1,16 +1,23 @@
-"""Risk agent: decisions -> RiskVerdicts through risk_core's pre-trade check; backtest requests ->
-BacktestResults through risk_core's backtester; fills -> the paper portfolio.
+"""Risk agent: decisions -> RiskVerdicts through risk_core's pre-trade check, in event time
+(streams.risk.sequencer; README, "Event time"); backtest requests -> BacktestResults through
+risk_core's backtester.
 
-State: `account_to_portfolio` (the paper book per account) and `symbol_to_market` (last close and
-recent returns per symbol, from market.bars). The book is written from the fills and decisions
-streams alike (use_partitioner), so run one risk worker per set of accounts: a single writer
-keeps the checks sequential, which a veto needs anyway. Backtests run in a thread; the C++ engine
-releases the GIL.
+Decisions are judged in time order over all symbols, each against the paper book as of its time:
+the fills of earlier orders at the broker's prices (the broker's own fill function), valuation at
+each symbol's last close before it. A decision waits until every bar before its time is known: a
+round checks that the groups running the bar agent have committed market.ticks up to where it
+ended when the round began, and that this worker has read market.bars up to where that left it
+(streams.bus.progress).
 
-After a crash Faust re-delivers what was not committed: the book remembers the decisions it has
-judged and the fills it has applied (their derived ids, streams.bus.ids) and drops a repeat. A
-verdict is sent before the book that records its decision is written, so a crash in between
-judges the same book again and re-sends the same verdict (same id) instead of losing it.
+State: `account_to_risk` (the book, open orders, what is judged), `decision_to_pending` and
+`symbol_bar_to_prices` (bars by "<symbol>|<µs>"), mirrored in memory. They are written from
+several streams and the round task, so the partitioner places them; run one risk worker per
+account. Backtests run in a thread; the C++ engine releases the GIL.
+
+After a crash Faust re-delivers what was not committed: a decision already judged (its id, or a
+time at or before its symbol's last judged bar) is dropped. A verdict is sent before the state that
+records it is written, so a crash in between judges the same book again and re-sends the same
+verdict (same id) instead of losing it.
 """
 from __future__ import annotations
 
@@ -24,44 +31,78 @@ import psycopg
 
 from streams.app import (app, avro_topic, dead_letter_on_failure, decode_bar_or_dead_letter, decode_or_dead_letter, log,
                          raw_topic, send_dead_letter, settings)
+from streams.bus.progress import StreamProgress
+from streams.market.bars import to_micros
 from streams.market.datasets import BarSeries, DATASETS, load_dataset
 from streams.market.store import read_bars_async
-from streams.errors import AlgoError, DataError
+from streams.errors import AlgoError, DataError, ServiceUnavailable
 from streams.outages import postgres_errors, until_available
-from streams.broker.book import new_portfolio
-from streams.broker.fills import book_fill
-from streams.bus.ids import remember_id
 from streams.memory.keys import cache_key
 from streams.memory.store import AccessLog, TieredStore
-from streams.risk.rules import backtest_result, judge, update_market
+from streams.risk import sequencer
+from streams.risk.rules import RETURNS_WINDOW, backtest_result
+from streams.workers import groups_running
 
 AGENT = "risk"
+BAR_AGENT_MODULE = "streams.market.agents"
 risk_settings = settings.risk
 
 decisions_topic = raw_topic("consensus.decisions")
-fills_topic = raw_topic("fills")
 bars_topic = raw_topic("market.bars")
 requests_topic = raw_topic("backtest.requests")
 verdicts_topic = avro_topic("risk.verdicts")
 results_topic = avro_topic("backtest.results")
 
-# keyed by account but written from streams keyed by symbol: the partitioner places the key
-account_to_portfolio = app.Table("account_to_portfolio", partitions=settings.topic_partitions, use_partitioner=True)
-symbol_to_market = app.Table("symbol_to_market", partitions=settings.topic_partitions)
-# the decisions and fills agents both read, change and write the book; judging awaits the verdict's
-# send in between, so they take turns
-_book_lock = asyncio.Lock()
-DECISION_IDS = "decision_ids"  # the book's recently judged decisions
+account_to_risk = app.Table("account_to_risk", partitions=settings.topic_partitions, use_partitioner=True)
+decision_to_pending = app.Table("decision_to_pending", partitions=settings.topic_partitions, use_partitioner=True)
+symbol_bar_to_prices = app.Table("symbol_bar_to_prices", partitions=settings.topic_partitions, use_partitioner=True)
+_lock = asyncio.Lock()  # the streams and the round task take turns on the state
+_mirror: dict = {"history": None, "pending": None}
+_progress: dict = {"client": None}
 # backtest results are read through Redis: a repeat of the same parameters skips the C++ run
 memory = TieredStore(settings, agent=AGENT, access_log=AccessLog(settings, AGENT))
 
 
-def _portfolio(account: str) -> dict:
-    return account_to_portfolio.get(account) or new_portfolio(account, risk_settings.initial_cash)
+def _state() -> dict:
+    return account_to_risk.get(risk_settings.account) or sequencer.new_state(risk_settings)
 
 
-def _markets() -> dict[str, dict]:
-    return dict(symbol_to_market.items())
+def _history() -> sequencer.BarHistory:
+    """The bars, rebuilt from the table once (after a restart the table has recovered them)."""
+    if _mirror["history"] is None:
+        history = sequencer.BarHistory()
+        for key, (open_, close) in list(symbol_bar_to_prices.items()):
+            symbol, _, ts_us = key.rpartition("|")
+            history.add(symbol, int(ts_us), open_, close)
+        _mirror["history"] = history
+    return _mirror["history"]
+
+
+def _pending() -> dict[str, dict]:
+    if _mirror["pending"] is None:
+        _mirror["pending"] = {key: value for key, value in list(decision_to_pending.items()) if value}
+    return _mirror["pending"]
+
+
+async def judge_now() -> None:
+    """Judges what can be judged and sends the verdicts (called with _lock held)."""
+    pending = _pending()
+    before = set(pending)
+    state, judged = sequencer.judge_ready(_state(), pending, _history(), risk_settings, settings.broker)
+    for verdict, _order in judged:
+        if "error" in verdict:
+            log.error("risk: decision %s rejected: risk_core refused its inputs: %s", verdict["decision_id"],
+                      verdict.pop("error"))
+        await verdicts_topic.send(key=verdict["symbol"].encode(), value=verdict)
+    if not judged:
+        return
+    account_to_risk[risk_settings.account] = state
+    for decision_id in before - set(pending):
+        del decision_to_pending[decision_id]
+    point = sequencer.prune_point(state, pending)
+    if point is not None:
+        for symbol, ts_us in _history().prune(point, keep=RETURNS_WINDOW + 2):
+            symbol_bar_to_prices.pop(f"{symbol}|{ts_us}", None)
 
 
 @app.agent(bars_topic, name="risk_track_prices")
@@ -71,44 +112,74 @@ async def track_prices(stream):
             bar = await decode_bar_or_dead_letter(event, AGENT)
             if bar is None:
                 continue
-            symbol_to_market[bar["symbol"]] = update_market(symbol_to_market.get(bar["symbol"]), bar)
-
-
-@app.agent(fills_topic, name="risk_apply_fills")
-async def apply_fills(stream):
-    async for event in stream.events():
-        async with dead_letter_on_failure(event, AGENT):
-            fill = await decode_or_dead_letter(event, AGENT)
-            if fill is None:
-                continue
-            async with _book_lock:
-                booked = book_fill(_portfolio(fill["account"]), fill)
-                if booked is None:
-                    log.info("risk: repeat of fill %s (order %s) dropped: already in the book", fill["fill_id"],
-                             fill["order_id"])
-                    continue
-                account_to_portfolio[fill["account"]] = booked
+            ts_us = to_micros(bar["ts"])
+            async with _lock:
+                _history().add(bar["symbol"], ts_us, bar["open"], bar["close"])
+                symbol_bar_to_prices[f"{bar['symbol']}|{ts_us}"] = [float(bar["open"]), float(bar["close"])]
+                await judge_now()
 
 
 @app.agent(decisions_topic, name="risk_judge_decisions")
-async def judge_decisions(stream):
+async def take_decisions(stream):
     async for event in stream.events():
         async with dead_letter_on_failure(event, AGENT):
             decision = await decode_or_dead_letter(event, AGENT)
             if decision is None:
                 continue
-            async with _book_lock:
-                book = remember_id(_portfolio(risk_settings.account), DECISION_IDS, decision["decision_id"])
-                if book is None:
+            async with _lock:
+                state, pending = _state(), _pending()
+                judged_us = state["judged"].get(decision["symbol"])
+                if (sequencer.is_judged(state, decision["decision_id"]) or decision["decision_id"] in pending
+                        or (judged_us is not None and to_micros(decision["ts"]) <= judged_us)):
                     log.info("risk: repeat of decision %s dropped: already judged", decision["decision_id"])
                     continue
-                try:
-                    state, verdict = judge(book, decision, _markets(), risk_settings)
-                except AlgoError as error:  # risk_core refused the inputs: keep the message, go on
-                    await send_dead_letter(event, AGENT, error)
-                    continue
-                await verdicts_topic.send(key=decision["symbol"].encode(), value=verdict)
-                account_to_portfolio[risk_settings.account] = state
+                entry = sequencer.pending_entry(decision)
+                pending[decision["decision_id"]] = entry
+                decision_to_pending[decision["decision_id"]] = entry
+                await judge_now()
+
+
+async def _drained(topic: str, groups: set[str]) -> None:
+    if _progress["client"] is None:
+        _progress["client"] = StreamProgress(settings)
+    progress = _progress["client"]
+    ends = await asyncio.to_thread(progress.end_offsets, topic)
+    while not await asyncio.to_thread(progress.drained, topic, groups, ends):
+        await asyncio.sleep(0.02)
+
+
+async def horizon_round() -> None:
+    """Every bar before the pending decisions' times is known once the bar agent has processed the
+    ticks published so far (a decision exists only after the tick that closed its bar, and ticks
+    are published in time order) and this worker has read the bars that produced."""
+    pending = _pending()
+    if not pending:
+        return
+    target = max(d["ts_us"] for d in pending.values())
+    horizon = _state()["horizon_us"]
+    if horizon is None or horizon < target:
+        if _progress["client"] is None:
+            _progress["client"] = StreamProgress(settings)
+        groups = await asyncio.to_thread(_progress["client"].active_groups, groups_running(settings, BAR_AGENT_MODULE))
+        if groups:
+            await _drained("market.ticks", groups)
+        await _drained("market.bars", {app.conf.id})
+    async with _lock:
+        state = _state()
+        if state["horizon_us"] is None or state["horizon_us"] < target:
+            account_to_risk[risk_settings.account] = {**state, "horizon_us": target}
+        await judge_now()
+
+
+@app.task
+async def run_horizon_rounds() -> None:
+    while True:
+        try:
+            await horizon_round()
+        except ServiceUnavailable as error:
+            log.warning("risk: cannot check the bar agent's progress (%s); retrying", error)
+            await asyncio.sleep(1.0)
+        await asyncio.sleep(0.02)
 
 
 async def load_backtest_bars(request: dict) -> BarSeries | None:

@@ -60,21 +60,26 @@ def _roll_day(state: dict, ts: datetime) -> dict:
 
 
 def judge(state: dict, decision: dict, markets: Mapping[str, dict], settings: RiskSettings,
-          now: datetime | None = None) -> tuple[dict, dict]:
-    """(new account state, RiskVerdict record) for one ConsensusDecision."""
+          now: datetime | None = None, order_market: dict | None = None,
+          pending_quantity: float = 0.0) -> tuple[dict, dict]:
+    """(new account state, RiskVerdict record) for one ConsensusDecision.
+
+    `markets` values the book (each symbol's close and recent returns); `order_market` prices the
+    order (default: markets[symbol]); `pending_quantity` is what orders approved before and not
+    filled yet add to the held position (streams.risk.sequencer)."""
     symbol = decision["symbol"]
     state = _roll_day(state, decision["ts"])
     positions = {s: {**p, "last_price": markets[s]["close"] if s in markets else p["last_price"]}
                  for s, p in state["positions"].items()}
     state = {**state, "positions": positions}
     state["peak_equity"] = max(state["peak_equity"], equity(state))
-    current = positions.get(symbol, {}).get("quantity", 0.0)
+    current = positions.get(symbol, {}).get("quantity", 0.0) + pending_quantity
     # the verdict is about the decision's moment (event time), so replays stay deterministic
     # one verdict per decision and account: judging the decision again (after a restart) gives the same id
     verdict = {"verdict_id": derived_id("verdict", decision["decision_id"], settings.account),
                "decision_id": decision["decision_id"], "symbol": symbol,
                "ts": now or decision["ts"], "limits_checked": []}
-    market = markets.get(symbol)
+    market = order_market if order_market is not None else markets.get(symbol)
     if market is None:
         return state, {**verdict, "verdict": "REJECT", "requested_quantity": 0.0, "approved_quantity": 0.0,
                        "reason_codes": ["NO_PRICE"]}
@@ -86,7 +91,8 @@ def judge(state: dict, decision: dict, markets: Mapping[str, dict], settings: Ri
     if settings.lot_size > 0:
         target = math.copysign(math.floor(abs(target) / settings.lot_size) * settings.lot_size, target)
     requested = target - current
-    if abs(requested) < max(settings.lot_size, 1e-9):
+    small = account_equity > 0 and abs(requested) * price < settings.min_rebalance * account_equity
+    if abs(requested) < max(settings.lot_size, 1e-9) or small:
         return state, {**verdict, "verdict": "APPROVE", "requested_quantity": requested, "approved_quantity": 0.0,
                        "reason_codes": ["NO_CHANGE"]}
     limits = risk_limits(settings)
@@ -94,16 +100,16 @@ def judge(state: dict, decision: dict, markets: Mapping[str, dict], settings: Ri
     portfolio = rc.Portfolio(
         cash=state["cash"],
         positions=[rc.Position(s, p["quantity"], p["last_price"], volatility(markets[s]) if s in markets else 0.0)
-                   for s, p in positions.items()],
+                   for s, p in sorted(positions.items())],
         start_of_day_equity=state["start_of_day_equity"], peak_equity=state["peak_equity"],
-        # event time: symbols' streams run at their own pace, so only orders up to this moment count
-        order_timestamps=[t for t in state["order_ts"] if t <= seconds],
+        # event time: only orders before this moment count, so decisions of the same moment commute
+        order_timestamps=[t for t in state["order_ts"] if t < seconds],
     )
     order = rc.Order(symbol, 1 if requested > 0 else -1, abs(requested), price, seconds, volatility(market))
     result = rc.check_order(order, portfolio, limits)
     approved = math.copysign(result.quantity, requested) if result.approved else 0.0
     if result.approved:
-        state = {**state, "order_ts": (state["order_ts"] + [seconds])[-ORDER_HISTORY:]}
+        state = {**state, "order_ts": sorted(state["order_ts"] + [seconds])[-ORDER_HISTORY:]}
     verdict.update(
         verdict=result.decision.upper(), requested_quantity=requested, approved_quantity=approved,
         reason_codes=[reason.upper() for reason in result.reasons],
@@ -125,7 +131,7 @@ def limits_checked(result: rc.Verdict, limits: rc.RiskLimits, state: dict, order
         ("net_exposure", limits.max_net_exposure, abs(result.net_exposure)),
         ("notional_cap", limits.max_order_notional, abs(approved) * order.price),
         ("rate_limit", float(limits.max_orders_per_window or math.inf),
-         float(sum(1 for t in state["order_ts"] if 0 <= seconds - t < limits.rate_window_seconds))),
+         float(sum(1 for t in state["order_ts"] if 0 < seconds - t < limits.rate_window_seconds) + (approved != 0))),
         ("daily_loss", limits.max_daily_loss, daily_loss),
         ("drawdown", limits.max_drawdown, drawdown),
         ("var_limit", limits.max_var, result.var),

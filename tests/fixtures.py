@@ -36,6 +36,14 @@ def decision(**overrides) -> dict:
     return record
 
 
+def verdict(**overrides) -> dict:
+    record = {"verdict_id": str(uuid.uuid4()), "decision_id": str(uuid.uuid4()), "symbol": "AAPL", "ts": T0,
+              "verdict": "APPROVE", "requested_quantity": 100.0, "approved_quantity": 100.0, "reason_codes": [],
+              "limits_checked": [{"name": "position_limit", "limit": 25_000.0, "value": 10_000.0, "passed": True}]}
+    record.update(overrides)
+    return record
+
+
 def agent_log(**overrides) -> dict:
     record = {"log_id": str(uuid.uuid4()), "agent": "bars", "ts": T0, "level": "INFO", "message": "hello",
               "context": {"k": "v"}}

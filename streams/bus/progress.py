@@ -82,5 +82,15 @@ class StreamProgress:
                     return False
         return True
 
+    def read_through(self, topic: str, group: str, processed: dict[int, int], ends: dict[int, int]) -> bool:
+        """True when an agent of `group` has handled `topic` up to `ends`: `processed` holds the next
+        offset after the last message it handled, per partition; a partition it has not touched since
+        it started is judged by the group's committed offset (Faust commits only what every agent of the
+        worker has handled, so an untouched partition has committed no further than where it began)."""
+        untouched = {p: end for p, end in ends.items() if p not in processed}
+        if any(processed[p] < end for p, end in ends.items() if p in processed):
+            return False
+        return not untouched or self.drained(topic, {group}, untouched)
+
     def close(self) -> None:
         self._admin = None

@@ -40,6 +40,7 @@ _last_heard: dict[str, float] = {}  # bar-driven agent -> wall time of its last 
 _waiting = {"symbols": set(), "since": time.monotonic()}  # symbols with undecided bars, since when some have
 _lock = asyncio.Lock()  # streams and the round task read, change and write the same states
 _progress: dict = {"client": None}
+_votes_read: dict[int, int] = {}  # agent.signals partition -> the offset after the last vote handled
 
 
 def absent_agents() -> set[str]:
@@ -86,22 +87,29 @@ async def take_bars(stream):
 @app.agent(signals_topic, name="consensus_decide")
 async def take_votes(stream):
     async for event in stream.events():
-        async with dead_letter_on_failure(event, AGENT):
-            signal = await decode_or_dead_letter(event, AGENT)
-            if signal is None:
-                continue
-            symbol, agent = signal["symbol"], signal["agent"]
-            count, _ = _signal_counts.get(agent, (0, 0))
-            _signal_counts[agent] = (count + 1, to_micros(signal["ts"]))
-            if agent in rules.bar_agents:
-                _last_heard[agent] = time.monotonic()
-            async with _lock:
-                state, late = event_time.on_vote(symbol_to_consensus.get(symbol), signal, rules)
-                symbol_to_consensus[symbol] = state
-                if late:
-                    log.warning("consensus: %s's vote on %s at %s came after its bar was decided; counted in the "
-                                "next decision", agent, symbol, signal["ts"])
-                await decide_symbol(symbol)
+        try:
+            async with dead_letter_on_failure(event, AGENT):
+                signal = await decode_or_dead_letter(event, AGENT)
+                if signal is None:
+                    continue
+                await take_vote(signal)
+        finally:
+            _votes_read[event.message.partition] = event.message.offset + 1
+
+
+async def take_vote(signal: dict) -> None:
+    symbol, agent = signal["symbol"], signal["agent"]
+    count, _ = _signal_counts.get(agent, (0, 0))
+    _signal_counts[agent] = (count + 1, to_micros(signal["ts"]))
+    if agent in rules.bar_agents:
+        _last_heard[agent] = time.monotonic()
+    async with _lock:
+        state, late = event_time.on_vote(symbol_to_consensus.get(symbol), signal, rules)
+        symbol_to_consensus[symbol] = state
+        if late:
+            log.warning("consensus: %s's vote on %s at %s came after its bar was decided; counted in the next "
+                        "decision", agent, symbol, signal["ts"])
+        await decide_symbol(symbol)
 
 
 def _progress_client() -> StreamProgress:
@@ -132,7 +140,10 @@ async def news_round() -> None:
     news_groups = await asyncio.to_thread(progress.active_groups, groups_running(settings, NEWS_AGENT_MODULE))
     if news_groups:
         await _drained("news.items", news_groups)
-        await _drained("agent.signals", {app.conf.id})  # the votes that news produced are read
+        # and the votes that news produced are read
+        ends = await asyncio.to_thread(progress.end_offsets, "agent.signals")
+        while not await asyncio.to_thread(progress.read_through, "agent.signals", app.conf.id, dict(_votes_read), ends):
+            await asyncio.sleep(0.02)
     async with _lock:
         for symbol, through_us in waiting.items():
             symbol_to_consensus[symbol] = event_time.clear_news(symbol_to_consensus.get(symbol), through_us)

@@ -1,8 +1,8 @@
 """Consensus: a weighted, windowed vote per symbol, as pure functions on plain dicts.
 
-Per symbol the latest vote of each agent is kept ({agent: {signal_id, action, confidence, ts_us}}).
-A vote counts while it is at most `window_s` older than the newest vote on the symbol (event time),
-so an agent that has gone quiet stops counting. Each vote weighs
+Which votes a decision counts, and when, is streams.consensus.event_time's: here, a set of votes
+({agent: {signal_id, action, confidence, ts_us}}) becomes a decision. A vote counts while it is at
+most `window_s` older than the newest one (event time). Each vote weighs
   configured weight x accuracy factor, accuracy factor = 2 x hit rate (clipped to [0.25, 1.75]),
   where the hit rate is the agent's share of past BUY/SELL calls that the next bar's close proved
   right, shrunk toward 0.5 with a prior of `prior_calls` calls (so a new agent starts neutral).
@@ -17,16 +17,9 @@ from datetime import datetime, timezone
 from typing import Mapping
 
 from streams.bus.ids import derived_id
-from streams.market.bars import to_micros
 from streams.settings import ConsensusRules, parse_weights  # noqa: F401 - defined with the one Settings (settings.consensus)
 
 DIRECTION = {"BUY": 1, "SELL": -1, "HOLD": 0}
-
-
-def remember_vote(votes: Mapping[str, dict] | None, signal: dict) -> dict:
-    vote = {"signal_id": signal["signal_id"], "action": signal["action"], "confidence": float(signal["confidence"]),
-            "ts_us": to_micros(signal["ts"])}
-    return {**(votes or {}), signal["agent"]: vote}
 
 
 def hit_rate(accuracy: Mapping | None, rules: ConsensusRules) -> float:
@@ -69,34 +62,6 @@ def decide(symbol: str, votes: Mapping[str, dict], accuracy: Mapping[str, Mappin
                    "weight": w} for a, v, w in counted],
         "rationale": f"score {score:+.2f}, agreement {agreement:.0%} from {len(counted)} vote(s): {names}",
     }
-
-
-def is_new_stance(previous: Mapping | None, decision: dict, min_change: float = 0.1) -> bool:
-    """Publish a decision only when the stance changes: a new action or a target moved by min_change."""
-    if previous is None:
-        return decision["action"] != "HOLD" or min_change <= 0
-    return previous["action"] != decision["action"] or abs(previous["target"] - decision["target_position"]) >= min_change
-
-
-def record_call(pending: Mapping[str, dict] | None, signal: dict, close: float | None) -> dict:
-    """Remember a BUY/SELL call with the close it was made at, to score it on the next bar."""
-    pending = dict(pending or {})
-    if signal["action"] != "HOLD" and close is not None:
-        pending[signal["agent"]] = {"action": signal["action"], "price": close, "ts_us": to_micros(signal["ts"])}
-    return pending
-
-
-def score_calls(pending: Mapping[str, dict] | None, bar: dict) -> tuple[dict, list[tuple[str, bool]]]:
-    """Calls made before this bar, scored against its close: (still pending, [(agent, hit)])."""
-    remaining, scored = {}, []
-    bar_us = to_micros(bar["ts"])
-    for agent, call in (pending or {}).items():
-        if call["ts_us"] < bar_us:
-            moved = float(bar["close"]) - call["price"]
-            scored.append((agent, moved * DIRECTION[call["action"]] > 0))
-        else:
-            remaining[agent] = call
-    return remaining, scored
 
 
 def update_accuracy(accuracy: Mapping | None, hit: bool) -> dict:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from datetime import datetime
 
 import numpy as np
@@ -59,6 +60,7 @@ symbol_bar_to_prices = app.Table("symbol_bar_to_prices", partitions=settings.top
 _lock = asyncio.Lock()  # the streams and the round task take turns on the state
 _mirror: dict = {"history": None, "pending": None}
 _progress: dict = {"client": None}
+_bars_read: dict[int, int] = {}  # market.bars partition -> the offset after the last bar handled
 # backtest results are read through Redis: a repeat of the same parameters skips the C++ run
 memory = TieredStore(settings, agent=AGENT, access_log=AccessLog(settings, AGENT))
 
@@ -88,7 +90,13 @@ async def judge_now() -> None:
     """Judges what can be judged and sends the verdicts (called with _lock held)."""
     pending = _pending()
     before = set(pending)
-    state, judged = sequencer.judge_ready(_state(), pending, _history(), risk_settings, settings.broker)
+    deadline = time.time() - risk_settings.max_wait_s
+    waited_out = {key for key, d in pending.items() if d.get("arrived", deadline) < deadline}
+    state, judged = sequencer.judge_ready(_state(), pending, _history(), risk_settings, settings.broker, waited_out)
+    late = [v for v, _ in judged if v["decision_id"] in waited_out]
+    if late:
+        log.warning("risk: %d decision(s) judged after waiting %.0f s for other symbols' earlier decisions (is the "
+                    "consensus running?), first %s", len(late), risk_settings.max_wait_s, late[0]["decision_id"])
     for verdict, _order in judged:
         if "error" in verdict:
             log.error("risk: decision %s rejected: risk_core refused its inputs: %s", verdict["decision_id"],
@@ -108,15 +116,18 @@ async def judge_now() -> None:
 @app.agent(bars_topic, name="risk_track_prices")
 async def track_prices(stream):
     async for event in stream.events():
-        async with dead_letter_on_failure(event, AGENT):
-            bar = await decode_bar_or_dead_letter(event, AGENT)
-            if bar is None:
-                continue
-            ts_us = to_micros(bar["ts"])
-            async with _lock:
-                _history().add(bar["symbol"], ts_us, bar["open"], bar["close"])
-                symbol_bar_to_prices[f"{bar['symbol']}|{ts_us}"] = [float(bar["open"]), float(bar["close"])]
-                await judge_now()
+        try:
+            async with dead_letter_on_failure(event, AGENT):
+                bar = await decode_bar_or_dead_letter(event, AGENT)
+                if bar is None:
+                    continue
+                ts_us = to_micros(bar["ts"])
+                async with _lock:
+                    _history().add(bar["symbol"], ts_us, bar["open"], bar["close"])
+                    symbol_bar_to_prices[f"{bar['symbol']}|{ts_us}"] = [float(bar["open"]), float(bar["close"])]
+                    await judge_now()
+        finally:
+            _bars_read[event.message.partition] = event.message.offset + 1
 
 
 @app.agent(decisions_topic, name="risk_judge_decisions")
@@ -129,22 +140,39 @@ async def take_decisions(stream):
             async with _lock:
                 state, pending = _state(), _pending()
                 judged_us = state["judged"].get(decision["symbol"])
-                if (sequencer.is_judged(state, decision["decision_id"]) or decision["decision_id"] in pending
-                        or (judged_us is not None and to_micros(decision["ts"]) <= judged_us)):
+                if sequencer.is_judged(state, decision["decision_id"]) or decision["decision_id"] in pending:
                     log.info("risk: repeat of decision %s dropped: already judged", decision["decision_id"])
                     continue
-                entry = sequencer.pending_entry(decision)
+                if judged_us is not None and to_micros(decision["ts"]) < judged_us:
+                    log.warning("risk: decision %s on %s at %s dropped: older than the symbol's last judged decision "
+                                "(a repeat after a restart, or published late)", decision["decision_id"],
+                                decision["symbol"], decision["ts"])
+                    continue
+                entry = {**sequencer.pending_entry(decision), "arrived": time.time()}
                 pending[decision["decision_id"]] = entry
                 decision_to_pending[decision["decision_id"]] = entry
                 await judge_now()
 
 
-async def _drained(topic: str, groups: set[str]) -> None:
+def _progress_client() -> StreamProgress:
     if _progress["client"] is None:
         _progress["client"] = StreamProgress(settings)
-    progress = _progress["client"]
+    return _progress["client"]
+
+
+async def _drained(topic: str, groups: set[str]) -> None:
+    """Waits until every group has committed `topic` as far as it ends now."""
+    progress = _progress_client()
     ends = await asyncio.to_thread(progress.end_offsets, topic)
     while not await asyncio.to_thread(progress.drained, topic, groups, ends):
+        await asyncio.sleep(0.02)
+
+
+async def _bars_read_to_the_end() -> None:
+    """Waits until this agent has handled market.bars as far as it ends now."""
+    progress = _progress_client()
+    ends = await asyncio.to_thread(progress.end_offsets, "market.bars")
+    while not await asyncio.to_thread(progress.read_through, "market.bars", app.conf.id, dict(_bars_read), ends):
         await asyncio.sleep(0.02)
 
 
@@ -156,18 +184,22 @@ async def horizon_round() -> None:
     if not pending:
         return
     target = max(d["ts_us"] for d in pending.values())
+    unsettled = [key for key, d in pending.items() if not d.get("settled")]
     horizon = _state()["horizon_us"]
     if horizon is None or horizon < target:
-        if _progress["client"] is None:
-            _progress["client"] = StreamProgress(settings)
-        groups = await asyncio.to_thread(_progress["client"].active_groups, groups_running(settings, BAR_AGENT_MODULE))
+        groups = await asyncio.to_thread(_progress_client().active_groups, groups_running(settings, BAR_AGENT_MODULE))
         if groups:
             await _drained("market.ticks", groups)
-        await _drained("market.bars", {app.conf.id})
+    elif not unsettled:
+        return
+    await _bars_read_to_the_end()
     async with _lock:
         state = _state()
         if state["horizon_us"] is None or state["horizon_us"] < target:
             account_to_risk[risk_settings.account] = {**state, "horizon_us": target}
+        for key in unsettled:  # every bar published before these decisions came has been read
+            if key in pending:
+                pending[key] = decision_to_pending[key] = {**pending[key], "settled": True}
         await judge_now()
 
 

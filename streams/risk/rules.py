@@ -61,19 +61,21 @@ def _roll_day(state: dict, ts: datetime) -> dict:
 
 def judge(state: dict, decision: dict, markets: Mapping[str, dict], settings: RiskSettings,
           now: datetime | None = None, order_market: dict | None = None,
-          pending_quantity: float = 0.0) -> tuple[dict, dict]:
+          pending: Mapping[str, float] | None = None) -> tuple[dict, dict]:
     """(new account state, RiskVerdict record) for one ConsensusDecision.
 
     `markets` values the book (each symbol's close and recent returns); `order_market` prices the
-    order (default: markets[symbol]); `pending_quantity` is what orders approved before and not
-    filled yet add to the held position (streams.risk.sequencer)."""
+    order (default: markets[symbol]); `pending` holds, per symbol, the signed quantity of orders
+    approved before and not filled yet (streams.risk.sequencer): the decision is sized and the
+    limits are checked as if they had filled at the last close."""
+    pending = {s: q for s, q in (pending or {}).items() if q}
     symbol = decision["symbol"]
     state = _roll_day(state, decision["ts"])
     positions = {s: {**p, "last_price": markets[s]["close"] if s in markets else p["last_price"]}
                  for s, p in state["positions"].items()}
     state = {**state, "positions": positions}
     state["peak_equity"] = max(state["peak_equity"], equity(state))
-    current = positions.get(symbol, {}).get("quantity", 0.0) + pending_quantity
+    current = positions.get(symbol, {}).get("quantity", 0.0) + pending.get(symbol, 0.0)
     # the verdict is about the decision's moment (event time), so replays stay deterministic
     # one verdict per decision and account: judging the decision again (after a restart) gives the same id
     verdict = {"verdict_id": derived_id("verdict", decision["decision_id"], settings.account),
@@ -97,10 +99,12 @@ def judge(state: dict, decision: dict, markets: Mapping[str, dict], settings: Ri
                        "reason_codes": ["NO_CHANGE"]}
     limits = risk_limits(settings)
     seconds = to_micros(decision["ts"]) / 1e6
+    exposure = with_pending(positions, pending, markets, symbol, price)
+    pending_cost = sum(q * exposure[s]["last_price"] for s, q in pending.items())
     portfolio = rc.Portfolio(
-        cash=state["cash"],
+        cash=state["cash"] - pending_cost,  # as if the open orders had filled: equity unchanged, exposure theirs
         positions=[rc.Position(s, p["quantity"], p["last_price"], volatility(markets[s]) if s in markets else 0.0)
-                   for s, p in sorted(positions.items())],
+                   for s, p in sorted(exposure.items())],
         start_of_day_equity=state["start_of_day_equity"], peak_equity=state["peak_equity"],
         # event time: only orders before this moment count, so decisions of the same moment commute
         order_timestamps=[t for t in state["order_ts"] if t < seconds],
@@ -113,9 +117,22 @@ def judge(state: dict, decision: dict, markets: Mapping[str, dict], settings: Ri
     verdict.update(
         verdict=result.decision.upper(), requested_quantity=requested, approved_quantity=approved,
         reason_codes=[reason.upper() for reason in result.reasons],
-        limits_checked=limits_checked(result, limits, state, order, approved, seconds),
+        limits_checked=limits_checked(result, limits, {**state, "positions": exposure}, order, approved, seconds),
     )
     return state, verdict
+
+
+def with_pending(positions: Mapping[str, dict], pending: Mapping[str, float], markets: Mapping[str, dict],
+                 symbol: str, price: float) -> dict[str, dict]:
+    """The positions plus the open orders, each valued at its last close (the decision's at `price`)."""
+    out = {s: dict(p) for s, p in positions.items()}
+    for s, quantity in pending.items():
+        last = markets[s]["close"] if s in markets else price if s == symbol else None
+        if last is None:
+            continue
+        held = out.get(s, {"quantity": 0.0, "avg_price": last, "last_price": last})
+        out[s] = {**held, "quantity": held["quantity"] + quantity, "last_price": last}
+    return out
 
 
 def limits_checked(result: rc.Verdict, limits: rc.RiskLimits, state: dict, order: rc.Order, approved: float,

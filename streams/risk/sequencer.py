@@ -11,8 +11,9 @@ The book as of a decision at time t:
   - the order is priced at the decision's own bar close, its volatility from returns up to it.
 A decision at t is judged once (a) every bar before t of every symbol is known (`horizon_us`, which
 the agents layer moves on from the ticks -> bars barrier, streams.bus.progress), (b) its own bar is
-known and (c) every symbol's decisions on its bars before t are judged (the consensus decides every
-bar). Ties at t go by symbol, then decision id.
+known, or a barrier round that began after it came has passed ("settled": its bar will not come; it is
+rejected for want of a price) and (c) every symbol's decisions on its bars before t are judged (the
+consensus decides every bar). Ties at t go by symbol, then decision id.
 
 State per account: {"book": the paper book (streams.broker.book), "judged": {symbol: bar µs},
 "open_orders": [Order records with "ts_us"], "horizon_us"}. Pending decisions and the bars are kept
@@ -21,7 +22,7 @@ apart (a mapping and a BarHistory) because they grow and shrink one item at a ti
 from __future__ import annotations
 
 import bisect
-from typing import Mapping
+from typing import AbstractSet as Set, Mapping
 
 import risk_core as rc
 from streams.broker.book import new_portfolio
@@ -110,15 +111,21 @@ def is_judged(state: dict, decision_id: str) -> bool:
     return decision_id in (state["book"].get(DECISION_IDS) or ())
 
 
-def next_judgeable(state: dict, pending: Mapping[str, dict], history: BarHistory) -> dict | None:
-    """The pending decision to judge now, or None when the earliest one must wait."""
+def next_judgeable(state: dict, pending: Mapping[str, dict], history: BarHistory,
+                   waited_out: Set[str] = frozenset()) -> dict | None:
+    """The pending decision to judge now, or None when the earliest one must wait. A decision in
+    `waited_out` (it has waited RISK_MAX_WAIT_S for another symbol's decision that did not come: the
+    consensus is down, or a publisher skipped bars) no longer waits for other symbols."""
     if not pending:
         return None
     decision = min(pending.values(), key=_order_key)
     ts_us = decision["ts_us"]
-    if state["horizon_us"] is None or state["horizon_us"] < ts_us or not history.has(decision["symbol"], ts_us):
+    if state["horizon_us"] is None or state["horizon_us"] < ts_us:
         return None
-    if any(history.unjudged_before(s, state["judged"].get(s), ts_us) for s in history.symbols()):
+    if not history.has(decision["symbol"], ts_us) and not decision.get("settled"):
+        return None  # its bar is on the way (settled: a round found every bar published before it: none)
+    if decision["decision_id"] not in waited_out and any(
+            history.unjudged_before(s, state["judged"].get(s), ts_us) for s in history.symbols()):
         return None  # a symbol's decision on an earlier bar has not come yet
     return decision
 
@@ -154,11 +161,17 @@ def judge_decision(state: dict, decision: dict, history: BarHistory, risk: RiskS
     held = set(book["positions"]) | {o["symbol"] for o in state["open_orders"]}
     markets = {s: m for s in sorted(held) if (m := _market(history, s, ts_us - 1)) is not None}
     record = {**{k: v for k, v in decision.items() if k != "ts_us"}, "ts": from_micros(ts_us)}
-    pending_quantity = sum(o["quantity"] * (1 if o["side"] == "BUY" else -1)
-                           for o in state["open_orders"] if o["symbol"] == symbol)
+    pending: dict[str, float] = {}
+    for o in state["open_orders"]:
+        if o["ts_us"] < ts_us:  # not those of this same moment, so decisions of one moment commute
+            pending[o["symbol"]] = pending.get(o["symbol"], 0.0) + o["quantity"] * (1 if o["side"] == "BUY" else -1)
+    # a settled decision whose bar never came has no price of its own: rejected (NO_PRICE)
+    order_market = _market(history, symbol, ts_us) if history.has(symbol, ts_us) else None
     try:
-        book, verdict = judge(book, record, markets, risk, order_market=_market(history, symbol, ts_us),
-                              pending_quantity=pending_quantity)
+        if order_market is None:
+            book, verdict = judge(book, record, {}, risk)  # no market: REJECT, NO_PRICE
+        else:
+            book, verdict = judge(book, record, markets, risk, order_market=order_market, pending=pending)
     except (AlgoError, rc.RiskCoreError, ValueError) as error:  # inputs the engine refuses: reject, go on
         verdict = {"verdict_id": derived_id("verdict", decision["decision_id"], risk.account),
                    "decision_id": decision["decision_id"], "symbol": symbol, "ts": record["ts"], "verdict": "REJECT",
@@ -183,11 +196,11 @@ def prune_point(state: dict, pending: Mapping[str, dict]) -> int | None:
 
 
 def judge_ready(state: dict, pending: dict[str, dict], history: BarHistory, risk: RiskSettings,
-                broker: BrokerSettings) -> tuple[dict, list[tuple[dict, dict | None]]]:
+                broker: BrokerSettings, waited_out: Set[str] = frozenset()) -> tuple[dict, list[tuple[dict, dict | None]]]:
     """Judges every pending decision that can be judged now (removing it from `pending`), in order:
     (state, [(verdict, order or None)])."""
     out = []
-    while (decision := next_judgeable(state, pending, history)) is not None:
+    while (decision := next_judgeable(state, pending, history, waited_out)) is not None:
         del pending[decision["decision_id"]]
         state, verdict, order = judge_decision(state, decision, history, risk, broker)
         out.append((verdict, order))

@@ -55,11 +55,16 @@ def test_domain_settings_are_frozen_parts_of_the_one_settings_under_their_old_na
                            "RISK_INITIAL_CASH": "2500", "BROKER_FEE_BPS": "3", "BROKER_SLIPPAGE_BPS": "0.5",
                            "CONSENSUS_WEIGHTS": "technical=0,quant=2", "CONSENSUS_MIN_SCORE": "0.3",
                            "CONSENSUS_WINDOW_S": "60", "CONSENSUS_MIN_AGREEMENT": "0.5",
-                           "CONSENSUS_MAX_POSITION": "0.1", "CONSENSUS_MIN_CHANGE": "0.2"})
-    assert s.risk == RiskSettings(account="acct", initial_cash=2500.0, max_gross_exposure=2.5, max_orders_per_window=7)
+                           "CONSENSUS_MAX_POSITION": "0.1", "CONSENSUS_BAR_AGENTS": "quant, technical",
+                           "CONSENSUS_AGENT_TIMEOUT_S": "5", "RISK_MIN_REBALANCE": "0.05"})
+    assert s.risk == RiskSettings(account="acct", initial_cash=2500.0, max_gross_exposure=2.5, max_orders_per_window=7,
+                                  min_rebalance=0.05)
     assert s.broker == BrokerSettings(account="acct", initial_cash=2500.0, fee_bps=3.0, slippage_bps=0.5)  # one book
     assert s.consensus == ConsensusRules(weights={"technical": 0.0, "quant": 2.0}, min_score=0.3, window_s=60.0,
-                                         min_agreement=0.5, max_position=0.1, min_change=0.2)
+                                         min_agreement=0.5, max_position=0.1, bar_agents=("quant", "technical"),
+                                         agent_timeout_s=5.0)
+    with pytest.raises(ConfigError, match="CONSENSUS_MIN_CHANGE is no longer read: the consensus decides every bar"):
+        Settings.from_env({"CONSENSUS_MIN_CHANGE": "0.2"})
     assert isinstance(s.risk.max_orders_per_window, int)
     for part, name in ((s, "app_id"), (s.risk, "max_var"), (s.broker, "fee_bps"), (s.consensus, "min_score")):
         with pytest.raises(dataclasses.FrozenInstanceError):

@@ -7,16 +7,18 @@ from streams.risk.rules import RiskSettings
 from tests import fixtures
 
 
-def test_risk_and_broker_agents_fold_fills_with_the_one_book():
+def test_risk_and_broker_fold_fills_with_the_one_book_and_the_one_fill_model():
     import streams.broker.agents as broker_agents
-    import streams.risk.agents as risk_agents
     import streams.risk.rules as rules
+    import streams.risk.sequencer as sequencer
 
     import streams.broker.fills as fills
 
-    assert risk_agents.new_portfolio is book.new_portfolio is broker_agents.new_portfolio
-    # both fold a fill once (a repeat after a restart is dropped) through the one apply_fill
-    assert risk_agents.book_fill is fills.book_fill is broker_agents.book_fill and fills.apply_fill is book.apply_fill
+    assert sequencer.new_portfolio is book.new_portfolio is broker_agents.new_portfolio
+    # both fold a fill once (a repeat after a restart is dropped) through the one apply_fill, and the
+    # risk agent prices the fills of its orders with the broker's own fill function
+    assert sequencer.book_fill is fills.book_fill is broker_agents.book_fill and fills.apply_fill is book.apply_fill
+    assert sequencer.fill_record is fills.fill_record is broker_agents.fill_record
     assert not hasattr(rules, "apply_fill") and not hasattr(rules, "new_portfolio")  # no second copy to drift
 
 

@@ -1,7 +1,9 @@
 """Integration: the Risk agent on the real stack turns decisions into verdicts and runs backtests."""
 from __future__ import annotations
 
+import math
 import uuid
+from datetime import timedelta
 
 import pytest
 
@@ -9,6 +11,7 @@ import risk_core as rc
 from streams.bus.codecs import CodecRegistry
 from streams.market.datasets import load_bars
 from tests import fixtures
+from tests.fixtures import T0
 from tests.kafka_tools import Worker, first_matching, produce
 
 pytestmark = pytest.mark.integration
@@ -30,39 +33,37 @@ def publish(settings, codecs, topic, key, record):
     return produce(settings, topic, key.encode(), codecs.for_topic(topic).encode(record))
 
 
-def test_decisions_become_verdicts_and_fills_change_the_book(risk_worker, provisioned, codecs):
+def test_decisions_are_judged_in_event_time_against_the_fills_of_earlier_orders(risk_worker, provisioned, codecs):
+    """Each decision is judged against the book as of its time: the order of an earlier decision has
+    filled at the next bar's open (the broker's fill model, 1 bp slippage and fee), and positions
+    are valued at the last close before the decision."""
     symbol = f"R{uuid.uuid4().hex[:6].upper()}"
-    publish(provisioned, codecs, "market.bars", symbol, fixtures.bar(symbol=symbol, close=100.0, high=105.0))
-
-    small = fixtures.decision(symbol=symbol, target_position=0.1)
+    day, d0 = timedelta(days=1), T0.replace(hour=0, minute=0)
+    bars = [fixtures.bar(symbol=symbol, ts=d0, open=99.0, close=100.0, high=105.0),
+            fixtures.bar(symbol=symbol, ts=d0 + day, open=100.5, close=101.0, high=102.0, low=100.0),
+            fixtures.bar(symbol=symbol, ts=d0 + 2 * day, open=101.5, close=102.0, high=103.0, low=101.0)]
+    publish(provisioned, codecs, "market.bars", symbol, bars[0])
+    small = fixtures.decision(symbol=symbol, ts=d0, target_position=0.1)
     publish(provisioned, codecs, "consensus.decisions", symbol, small)
     verdict = first_matching(provisioned, "risk.verdicts", lambda r: r["decision_id"] == small["decision_id"])
-    if verdict["reason_codes"] == ["NO_PRICE"]:  # the bar and the decision raced; the price is there now
-        small = fixtures.decision(symbol=symbol, target_position=0.1)
-        publish(provisioned, codecs, "consensus.decisions", symbol, small)
-        verdict = first_matching(provisioned, "risk.verdicts", lambda r: r["decision_id"] == small["decision_id"])
-    assert verdict["verdict"] == "APPROVE" and verdict["approved_quantity"] == 100
+    assert verdict["verdict"] == "APPROVE" and verdict["approved_quantity"] == 100  # 10% of 100,000 at 100
     assert verdict["symbol"] == symbol and verdict["limits_checked"]
 
-    big = fixtures.decision(symbol=symbol, target_position=1.0)
+    for bar in bars[1:]:
+        publish(provisioned, codecs, "market.bars", symbol, bar)
+    # the consensus decides every bar; the risk agent judges them in order
+    hold = fixtures.decision(symbol=symbol, ts=d0 + day, action="HOLD", target_position=0.0)
+    publish(provisioned, codecs, "consensus.decisions", symbol, hold)
+    big = fixtures.decision(symbol=symbol, ts=d0 + 2 * day, target_position=1.0)
     publish(provisioned, codecs, "consensus.decisions", symbol, big)
     verdict = first_matching(provisioned, "risk.verdicts", lambda r: r["decision_id"] == big["decision_id"])
-    assert verdict["verdict"] == "RESIZE" and verdict["requested_quantity"] == 1000
-    assert verdict["approved_quantity"] == 200 and "NOTIONAL_CAP" in verdict["reason_codes"]
-
-    # a fill of 240 units: the 25,000 position limit now leaves 10 units for a further buy
-    worker_account = risk_worker_account(risk_worker)
-    publish(provisioned, codecs, "fills", symbol,
-            fixtures.fill(account=worker_account, symbol=symbol, quantity=240.0, price=100.0, fee=0.0))
-    after = fixtures.decision(symbol=symbol, target_position=1.0)
-    publish(provisioned, codecs, "consensus.decisions", symbol, after)
-    verdict = first_matching(provisioned, "risk.verdicts", lambda r: r["decision_id"] == after["decision_id"])
-    assert verdict["verdict"] == "RESIZE" and verdict["requested_quantity"] == 1000 - 240
-    assert verdict["approved_quantity"] == 10 and "POSITION_LIMIT" in verdict["reason_codes"]
-
-
-def risk_worker_account(worker: Worker) -> str:
-    return worker.environment["RISK_ACCOUNT"]
+    fill_price = 100.5 * 1.0001
+    cash = 100_000 - 100 * fill_price - 100 * fill_price * 1e-4
+    equity = cash + 100 * 101.0  # the position, valued at the close before the decision
+    assert verdict["requested_quantity"] == pytest.approx(math.floor(equity / 102.0) - 100)
+    assert verdict["verdict"] == "RESIZE" and 0 < verdict["approved_quantity"] < verdict["requested_quantity"]
+    assert (100 + verdict["approved_quantity"]) * 102.0 <= 25_000 + 102.0  # the position limit binds
+    assert "POSITION_LIMIT" in verdict["reason_codes"]
 
 
 def test_backtest_requests_get_results_from_the_engine(risk_worker, provisioned, codecs):

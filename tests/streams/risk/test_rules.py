@@ -10,7 +10,7 @@ from streams.broker.book import apply_fill, equity, new_portfolio
 from streams.risk.rules import RiskSettings, backtest_result, risk_limits, judge, update_market, volatility
 from tests import fixtures
 
-SETTINGS = RiskSettings()
+SETTINGS = RiskSettings(min_rebalance=0.0)  # the limits are under test here, not the rebalance band
 
 
 def market(close=100.0, returns=(0.01, -0.01, 0.005)):

@@ -7,16 +7,14 @@ State per paper account, a JSON-able dict kept in a Faust table:
 ("day", "start_of_day_equity" and "order_ts" are the risk agent's: judge() keeps them up to date.)
 
 Why two agents fold the same fills with the same function: they run in different workers, and a
-Faust table is only readable in the worker that owns it. The risk agent needs the book before
-every pre-trade check (positions, cash, peak equity), the broker needs it to mark positions and
-write accounts/positions to Postgres. Sharing one table would put a Kafka round trip in front of
-every verdict, so each keeps its own copy, built by `apply_fill` over the same events (through
-streams.broker.fills.book_fill, which applies a fill id once): the broker folds each fill as it
-sends it to the fills topic, the risk agent folds what it reads from that topic. Both start from `new_portfolio` with the same account and cash (RISK_ACCOUNT,
-RISK_INITIAL_CASH), so once the risk agent has read the fills the broker sent, the two agree on
-cash, positions, average prices, realised PnL and fees (apply_fill is deterministic; fills of
-different symbols commute on everything but peak equity, a high-water mark). Prices differ only
-in between: each marks positions with the last close it has seen.
+Faust table is only readable in the worker that owns it. The risk agent needs the book as of each
+decision's time (streams.risk.sequencer): it fills its own approved orders with the broker's fill
+function (streams.broker.fills.fill_record) at their next bar's open and folds them here, so it never
+waits for the fills topic. The broker folds each fill it sends and marks positions at each close, to
+write accounts/positions to Postgres. Both start from `new_portfolio` with the same account and cash
+(RISK_ACCOUNT, RISK_INITIAL_CASH) and apply the same fills (book_fill applies a fill id once), so they
+agree on cash, positions, average prices, realised PnL and fees for every fill before the risk agent's
+last judged decision; prices differ only in between (each marks with the closes it has used).
 """
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from streams.market.bars import apply_tick, bar_record, to_micros
 from streams.market.datasets import BarSeries
 from streams.market.ticks import merged_ticks
 from streams.risk import sequencer
+from streams.risk.rules import RETURNS_WINDOW
 from streams.settings import Settings
 from streams.technical.rules import TechnicalRules, remember_close, signal_record, vote
 
@@ -104,6 +105,9 @@ def run_offline(settings: Settings, series: list[BarSeries], source: str, agents
         nonlocal risk_state, book
         risk_state = {**risk_state, "horizon_us": horizon_us}
         risk_state, judged = sequencer.judge_ready(risk_state, pending, history, risk, broker)
+        point = sequencer.prune_point(risk_state, pending)
+        if judged and point is not None:  # as the risk agent does: only recent bars are kept
+            history.prune(point, keep=RETURNS_WINDOW + 2)
         for verdict, order in judged:
             run.verdicts.append(verdict)
             if order is None:

@@ -26,11 +26,17 @@ class ServedPolicy:
     def __init__(self) -> None:
         self.policy: quant_model.QuantPolicy | None = None
         self.skipped = 0
-        self.asked = False  # the registry has been asked once
+        self.asked: asyncio.Event | None = None  # set once the registry has answered the first time
+
+    async def first_answer(self) -> None:
+        """Waits until the first look at the registry is over (a bar is never skipped while the model loads)."""
+        if self.asked is None:
+            self.asked = asyncio.Event()
+            await self.refresh()
+        await self.asked.wait()
 
     async def refresh(self) -> None:
         loop = asyncio.get_running_loop()
-        self.asked = True
         try:
             if settings.quant_model_version:
                 if self.policy is None:
@@ -42,6 +48,9 @@ class ServedPolicy:
                 self._swap(await loop.run_in_executor(None, quant_model.fetch, settings, current))
         except AlgoError as error:  # the registry is down or a row is unusable: keep serving what we have
             log.warning("quant: model registry: %s", error)
+        finally:
+            if self.asked is not None:
+                self.asked.set()
 
     def _swap(self, policy: quant_model.QuantPolicy | None) -> None:
         if policy is None:
@@ -56,7 +65,7 @@ served = ServedPolicy()
 
 @app.task
 async def load_model() -> None:
-    await served.refresh()
+    await served.first_answer()
 
 
 @app.timer(interval=settings.quant_model_poll_s)
@@ -73,8 +82,7 @@ async def quant_vote(stream):
             bar = await decode_bar_or_dead_letter(event, AGENT)
             if bar is None:
                 continue
-            if served.policy is None and not served.asked:  # a bar is never skipped while the model loads
-                await served.refresh()
+            await served.first_answer()
             policy = served.policy
             spec = policy.spec if policy else FeatureSpec()
             state = advance(symbol_to_quant_state.get(bar["symbol"]), to_micros(bar["ts"]), bar["close"], spec)

@@ -79,10 +79,13 @@ def test_the_worker_votes_like_the_offline_policy_and_hot_swaps_versions(first_m
         publish_bars(provisioned, symbol, frame)
         policy = qm.fetch(provisioned, summary["version"])
         spec = policy.spec
-        expected = len(frame) - spec.warmup + 1
-        signals = all_matching(provisioned, "agent.signals", lambda r: r["symbol"] == symbol, expected, timeout=90)
-        assert {s["agent"] for s in signals} == {"quant"}
-        assert {s["model_version"] for s in signals} == {summary["version"]}
+        votes = all_matching(provisioned, "agent.signals", lambda r: r["symbol"] == symbol, len(frame), timeout=90)
+        assert {s["agent"] for s in votes} == {"quant"}
+        assert {s["model_version"] for s in votes} == {summary["version"]}
+        # a vote on every bar (the consensus waits for one): HOLD with no confidence while the window fills
+        warming, signals = votes[:spec.warmup - 1], votes[spec.warmup - 1:]
+        assert {(s["action"], s["confidence"]) for s in warming} == {("HOLD", 0.0)}
+        assert all("warming up" in s["rationale"] for s in warming)
 
         from streams.quant.features import feature_matrix
 
@@ -97,8 +100,8 @@ def test_the_worker_votes_like_the_offline_policy_and_hot_swaps_versions(first_m
         wait_for(lambda: f"serving model {second['version']}" in worker.log(), timeout=30,
                  what="the worker to swap to the new version")
         publish_bars(provisioned, symbol, fixtures.ohlcv(95, 8).tail(5), first_day=90)
-        later = all_matching(provisioned, "agent.signals", lambda r: r["symbol"] == symbol, expected + 5, timeout=60)
-        assert {s["model_version"] for s in later[expected:]} == {second["version"]}
+        later = all_matching(provisioned, "agent.signals", lambda r: r["symbol"] == symbol, len(frame) + 5, timeout=60)
+        assert {s["model_version"] for s in later[len(frame):]} == {second["version"]}
         assert worker.process.poll() is None and worker.process.pid == pid
     finally:
         worker.stop()

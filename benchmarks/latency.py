@@ -1,7 +1,7 @@
 """Tick-to-decision latency through Kafka: ticks -> bars agent -> technical agent -> consensus.
 
-One `algo worker signals` process (bars + technical + consensus) runs with BAR_INTERVAL=1s and
-CONSENSUS_MIN_CHANGE=0 (a decision for every bar). This script publishes ticks with wall-clock
+One `algo worker signals` process (bars + technical + consensus) runs with BAR_INTERVAL=1s and the
+technical agent as the only voter (the consensus decides every bar once its vote is in). This script publishes ticks with wall-clock
 timestamps at a steady rate over several symbols. A bar for second s closes when the first tick of
 second s+1 arrives, so a decision about bar s is timed from the publish time of that closing tick
 to the moment this script receives the decision. Warm-up bars (the technical agent needs 31 bars
@@ -36,7 +36,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "latency.json"
 
 def start_signals_worker(log: Path):
     return start_worker("signals", log, {"ALGO_APP_ID": f"bench-{uuid.uuid4().hex[:8]}", "ALGO_OFFSET_RESET": "latest",
-                                         "BAR_INTERVAL": "1s", "BAR_IDLE_CLOSE_S": "3600", "CONSENSUS_MIN_CHANGE": "0"})
+                                         "BAR_INTERVAL": "1s", "BAR_IDLE_CLOSE_S": "3600",
+                                         "CONSENSUS_BAR_AGENTS": "technical", "CONSENSUS_WEIGHTS": "technical=1"})
 
 
 def run(rate: int, seconds: float, n_symbols: int, settings, log_dir: Path) -> dict:

@@ -63,19 +63,25 @@ def _hash(rows) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def trading_digest(decisions: Iterable[Mapping], verdicts: Iterable[Mapping], orders: Iterable[Mapping],
-                   fills: Iterable[Mapping], book: Mapping | None = None) -> dict:
-    """{"digest", "decisions", "verdicts", "orders", "fills", "parts": {name: digest}}: rows sorted by
-    time and symbol, so arrival order does not matter, only what was decided and traded."""
+def trading_rows(decisions: Iterable[Mapping], verdicts: Iterable[Mapping], orders: Iterable[Mapping],
+                 fills: Iterable[Mapping], book: Mapping | None = None) -> dict[str, list]:
+    """The run's rows by part, each part sorted, so arrival order does not matter."""
     orders = list(orders)
     decision_of_order = {o["order_id"]: o["decision_id"] for o in orders}
-    parts = {
+    return {
         "decisions": sorted(decision_row(d) for d in decisions),
         "verdicts": sorted(verdict_row(v) for v in verdicts),
         "orders": sorted(order_row(o) for o in orders),
         "fills": sorted(fill_row(f, decision_of_order) for f in fills),
         "book": book_row(book),
     }
+
+
+def trading_digest(decisions: Iterable[Mapping], verdicts: Iterable[Mapping], orders: Iterable[Mapping],
+                   fills: Iterable[Mapping], book: Mapping | None = None) -> dict:
+    """{"digest", "decisions", "verdicts", "orders", "fills", "parts": {name: digest}}: only what was
+    decided and traded counts."""
+    parts = trading_rows(decisions, verdicts, orders, fills, book)
     hashes = {name: _hash(rows) for name, rows in parts.items()}
     return {"digest": _hash(hashes), **{name: len(rows) for name, rows in parts.items() if name != "book"},
             "parts": hashes}

@@ -12,6 +12,8 @@ ALGO_OFFSET_RESET=latest it started at the end and is not waited for; with earli
 """
 from __future__ import annotations
 
+import asyncio
+
 from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
@@ -94,3 +96,19 @@ class StreamProgress:
 
     def close(self) -> None:
         self._admin = None
+
+
+async def wait_drained(progress: StreamProgress, topic: str, groups: set[str], every_s: float = 0.02) -> None:
+    """Waits (off the event loop) until every group has committed `topic` as far as it ends now."""
+    ends = await asyncio.to_thread(progress.end_offsets, topic)
+    while not await asyncio.to_thread(progress.drained, topic, groups, ends):
+        await asyncio.sleep(every_s)
+
+
+async def wait_read_through(progress: StreamProgress, topic: str, group: str, processed: dict[int, int],
+                            every_s: float = 0.02) -> None:
+    """Waits until an agent that records its handled offsets in `processed` has read `topic` as far as it
+    ends now (see StreamProgress.read_through)."""
+    ends = await asyncio.to_thread(progress.end_offsets, topic)
+    while not await asyncio.to_thread(progress.read_through, topic, group, dict(processed), ends):
+        await asyncio.sleep(every_s)

@@ -20,7 +20,7 @@ import psycopg
 
 from streams.app import (app, avro_topic, dead_letter_on_failure, decode_bar_or_dead_letter, decode_or_dead_letter, log,
                          raw_topic, settings)
-from streams.bus.progress import StreamProgress
+from streams.bus.progress import StreamProgress, wait_drained, wait_read_through
 from streams.consensus import event_time
 from streams.consensus.vote import hit_rate
 from streams.errors import ServiceUnavailable
@@ -118,14 +118,6 @@ def _progress_client() -> StreamProgress:
     return _progress["client"]
 
 
-async def _drained(topic: str, groups: set[str]) -> None:
-    """Waits until every group has committed `topic` as far as it ends now."""
-    progress = _progress_client()
-    ends = await asyncio.to_thread(progress.end_offsets, topic)
-    while not await asyncio.to_thread(progress.drained, topic, groups, ends):
-        await asyncio.sleep(0.02)
-
-
 async def news_round() -> None:
     """One barrier round: bars complete (all bar-driven votes in) before it began get their news."""
     absent = absent_agents()
@@ -139,11 +131,8 @@ async def news_round() -> None:
     progress = _progress_client()
     news_groups = await asyncio.to_thread(progress.active_groups, groups_running(settings, NEWS_AGENT_MODULE))
     if news_groups:
-        await _drained("news.items", news_groups)
-        # and the votes that news produced are read
-        ends = await asyncio.to_thread(progress.end_offsets, "agent.signals")
-        while not await asyncio.to_thread(progress.read_through, "agent.signals", app.conf.id, dict(_votes_read), ends):
-            await asyncio.sleep(0.02)
+        await wait_drained(progress, "news.items", news_groups)
+        await wait_read_through(progress, "agent.signals", app.conf.id, _votes_read)  # the votes news produced
     async with _lock:
         for symbol, through_us in waiting.items():
             symbol_to_consensus[symbol] = event_time.clear_news(symbol_to_consensus.get(symbol), through_us)

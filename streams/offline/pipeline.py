@@ -43,28 +43,18 @@ class OfflineRun:
 
 
 class QuantVoter:
-    """The quant agent's per-bar logic with one policy (streams.quant.agents without Kafka)."""
+    """The quant agent's per-bar logic with one policy (streams.quant.vote.vote_on_bar, as the worker)."""
 
     def __init__(self, policy) -> None:
-        from streams.quant.vote import advance, features_of, rationale, signal_record as quant_signal, warmup_record
-
         self.policy, self.state = policy, {}
-        self._advance, self._features, self._rationale = advance, features_of, rationale
-        self._signal, self._warmup = quant_signal, warmup_record
 
     def vote(self, bar: dict) -> dict | None:
-        spec = self.policy.spec
-        state = self._advance(self.state.get(bar["symbol"]), to_micros(bar["ts"]), bar["close"], spec)
-        if state is None:
-            return None
-        features = self._features(state, spec)
-        if features is None:
+        from streams.quant.vote import vote_on_bar
+
+        state, signal = vote_on_bar(self.state.get(bar["symbol"]), bar, self.policy)
+        if state is not None:
             self.state[bar["symbol"]] = state
-            return self._warmup(bar, self.policy.version, len(state["closes"]), spec.warmup)
-        sign, confidence, probabilities = self.policy.decide(features, state["position"])
-        self.state[bar["symbol"]] = {**state, "position": sign}
-        text = self._rationale(self.policy.version, sign, probabilities, self.policy.positions)
-        return self._signal(bar, self.policy.version, sign, confidence, text)
+        return signal
 
 
 def agent_rules(settings: Settings, agents: tuple[str, ...]):

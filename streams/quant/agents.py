@@ -11,8 +11,9 @@ import asyncio
 from streams.quant import model as quant_model
 from streams.app import app, avro_topic, dead_letter_on_failure, decode_bar_or_dead_letter, log, raw_topic, settings
 from streams.errors import AlgoError
-from streams.quant.vote import advance, features_of, rationale, signal_record, warmup_record
+from streams.market.bars import to_micros
 from streams.quant.features import FeatureSpec
+from streams.quant.vote import advance, vote_on_bar
 
 AGENT = "quant"
 bars_topic = raw_topic("market.bars")
@@ -75,8 +76,6 @@ async def poll_registry() -> None:
 
 @app.agent(bars_topic, name="quant_vote")
 async def quant_vote(stream):
-    from streams.market.bars import to_micros
-
     async for event in stream.events():
         async with dead_letter_on_failure(event, AGENT):
             bar = await decode_bar_or_dead_letter(event, AGENT)
@@ -84,23 +83,17 @@ async def quant_vote(stream):
                 continue
             await served.first_answer()
             policy = served.policy
-            spec = policy.spec if policy else FeatureSpec()
-            state = advance(symbol_to_quant_state.get(bar["symbol"]), to_micros(bar["ts"]), bar["close"], spec)
+            if policy is None:  # keep the window warm, publish nothing
+                state = advance(symbol_to_quant_state.get(bar["symbol"]), to_micros(bar["ts"]), bar["close"],
+                                FeatureSpec())
+                if state is not None:
+                    symbol_to_quant_state[bar["symbol"]] = state
+                if served.skipped % 1000 == 0:
+                    log.warning("quant: no model registered yet (run `algo quant train`); bar not scored")
+                served.skipped += 1
+                continue
+            state, signal = vote_on_bar(symbol_to_quant_state.get(bar["symbol"]), bar, policy)
             if state is None:
                 continue
-            features = features_of(state, spec)
-            if policy is None or features is None:
-                symbol_to_quant_state[bar["symbol"]] = state
-                if policy is None:
-                    if served.skipped % 1000 == 0:
-                        log.warning("quant: no model registered yet (run `algo quant train`); bar not scored")
-                    served.skipped += 1
-                else:
-                    await signals_topic.send(key=bar["symbol"].encode(), value=warmup_record(
-                        bar, policy.version, len(state["closes"]), spec.warmup))
-                continue
-            sign, confidence, probabilities = policy.decide(features, state["position"])
-            symbol_to_quant_state[bar["symbol"]] = {**state, "position": sign}
-            text = rationale(policy.version, sign, probabilities, policy.positions)
-            await signals_topic.send(key=bar["symbol"].encode(),
-                                     value=signal_record(bar, policy.version, sign, confidence, text))
+            symbol_to_quant_state[bar["symbol"]] = state
+            await signals_topic.send(key=bar["symbol"].encode(), value=signal)

@@ -12,6 +12,7 @@ from datetime import timezone
 import numpy as np
 
 from streams.bus.ids import derived_id
+from streams.market.bars import to_micros
 from streams.quant.features import FeatureSpec, latest_features
 
 ACTION_OF_SIGN = {1.0: "BUY", 0.0: "HOLD", -1.0: "SELL"}
@@ -40,6 +41,21 @@ def features_of(state: dict, spec: FeatureSpec) -> np.ndarray | None:
 def rationale(version: str, sign: float, probabilities, positions) -> str:
     spread = " / ".join(f"{POSITION_NAMES.get(p, p)} {q:.2f}" for p, q in zip(positions, probabilities))
     return f"PPO {version}: {POSITION_NAMES.get(sign, sign)} (p: {spread})"
+
+
+def vote_on_bar(state: dict | None, bar: dict, policy) -> tuple[dict | None, dict | None]:
+    """(the symbol's new state or None when the bar changes nothing, the AgentSignal) for one bar and a
+    served policy: the warm-up vote while the window fills, then the policy's."""
+    spec = policy.spec
+    advanced = advance(state, to_micros(bar["ts"]), bar["close"], spec)
+    if advanced is None:
+        return None, None
+    features = features_of(advanced, spec)
+    if features is None:
+        return advanced, warmup_record(bar, policy.version, len(advanced["closes"]), spec.warmup)
+    sign, confidence, probabilities = policy.decide(features, advanced["position"])
+    text = rationale(policy.version, sign, probabilities, policy.positions)
+    return {**advanced, "position": sign}, signal_record(bar, policy.version, sign, confidence, text)
 
 
 def warmup_record(bar: dict, version: str, have: int, need: int) -> dict:

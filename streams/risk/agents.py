@@ -32,7 +32,7 @@ import psycopg
 
 from streams.app import (app, avro_topic, dead_letter_on_failure, decode_bar_or_dead_letter, decode_or_dead_letter, log,
                          raw_topic, send_dead_letter, settings)
-from streams.bus.progress import StreamProgress
+from streams.bus.progress import StreamProgress, wait_drained, wait_read_through
 from streams.market.bars import to_micros
 from streams.market.datasets import BarSeries, DATASETS, load_dataset
 from streams.market.store import read_bars_async
@@ -160,22 +160,6 @@ def _progress_client() -> StreamProgress:
     return _progress["client"]
 
 
-async def _drained(topic: str, groups: set[str]) -> None:
-    """Waits until every group has committed `topic` as far as it ends now."""
-    progress = _progress_client()
-    ends = await asyncio.to_thread(progress.end_offsets, topic)
-    while not await asyncio.to_thread(progress.drained, topic, groups, ends):
-        await asyncio.sleep(0.02)
-
-
-async def _bars_read_to_the_end() -> None:
-    """Waits until this agent has handled market.bars as far as it ends now."""
-    progress = _progress_client()
-    ends = await asyncio.to_thread(progress.end_offsets, "market.bars")
-    while not await asyncio.to_thread(progress.read_through, "market.bars", app.conf.id, dict(_bars_read), ends):
-        await asyncio.sleep(0.02)
-
-
 async def horizon_round() -> None:
     """Every bar before the pending decisions' times is known once the bar agent has processed the
     ticks published so far (a decision exists only after the tick that closed its bar, and ticks
@@ -189,10 +173,10 @@ async def horizon_round() -> None:
     if horizon is None or horizon < target:
         groups = await asyncio.to_thread(_progress_client().active_groups, groups_running(settings, BAR_AGENT_MODULE))
         if groups:
-            await _drained("market.ticks", groups)
+            await wait_drained(_progress_client(), "market.ticks", groups)
     elif not unsettled:
         return
-    await _bars_read_to_the_end()
+    await wait_read_through(_progress_client(), "market.bars", app.conf.id, _bars_read)
     async with _lock:
         state = _state()
         if state["horizon_us"] is None or state["horizon_us"] < target:

@@ -89,13 +89,7 @@ def digest_of(decisions, verdicts, orders, fills, book) -> str:
     return run_digest.trading_digest(decisions, verdicts, orders, fills, book)["digest"]
 
 
-def rows(decisions, verdicts, orders, fills, book) -> dict[str, list]:
-    decision_of_order = {o["order_id"]: o["decision_id"] for o in orders}
-    return {"decisions": sorted(run_digest.decision_row(d) for d in decisions),
-            "verdicts": sorted(run_digest.verdict_row(v) for v in verdicts),
-            "orders": sorted(run_digest.order_row(o) for o in orders),
-            "fills": sorted(run_digest.fill_row(f, decision_of_order) for f in fills),
-            "book": run_digest.book_row(book)}
+rows = run_digest.trading_rows
 
 
 def assert_same_rows(expected: dict[str, list], got: dict[str, list], label: str) -> None:

@@ -29,6 +29,21 @@ def produce(settings, topic: str, key: bytes, value: bytes) -> tuple[int, int]:
     return message.partition(), message.offset()
 
 
+def produce_many(settings, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    """Publishes (key, value) pairs in order, one flush at the end (murmur2, like Faust)."""
+    producer = Producer(settings.kafka_config({"acks": "all", "partitioner": "murmur2_random",
+                                               "enable.idempotence": True, "linger.ms": 5}))
+    errors = []
+    for key, value in messages:
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, on_delivery=lambda err, _msg: err and errors.append(err))
+                break
+            except BufferError:
+                producer.poll(0.1)
+    assert producer.flush(60) == 0 and not errors, errors[:3]
+
+
 def wait_for(predicate, timeout: float = 60, every: float = 0.5, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while True:

@@ -1,15 +1,19 @@
 """Consensus agent: agent.signals + market.bars -> consensus.decisions, one decision per symbol and
 bar, in event time (streams.consensus.event_time; README, "Event time").
 
-Votes and bars only change each symbol's state (`symbol_to_consensus`); a bar is decided once the
+Votes and bars only change each symbol's state; a bar is decided once the
 votes that belong to it are in. News-driven votes (the analyst's) are waited for with a barrier:
 every decision round first checks that the groups running the analyst have committed news.items up
 to where it ended when the round began, and that this worker has read agent.signals up to where it
 ended after that (streams.bus.progress). A bar-driven agent silent for CONSENSUS_AGENT_TIMEOUT_S is
 not waited for; its votes then count late. Agent standing goes to Postgres agent_stats.
 
-The tables are written from the streams and from the round task, so they are placed by the
-partitioner (the symbol key lands where the topics put it); run one consensus worker per symbol set.
+A symbol's state lives in two tables: `symbol_to_consensus` (its watermarks, news votes in the
+window, scores: bounded) and `symbol_bar_to_votes` (each undecided bar's close and votes, by
+"<symbol>|<µs>"), so a slow agent that leaves thousands of bars undecided never makes one changelog
+record too large. Both are mirrored in memory and written as they change. The tables are written
+from the streams and from the round task, so they are placed by the partitioner (the symbol key
+lands where the topics put it); run one consensus worker per symbol set.
 """
 from __future__ import annotations
 
@@ -35,12 +39,42 @@ bars_topic = raw_topic("market.bars")
 decisions_topic = avro_topic("consensus.decisions")
 
 symbol_to_consensus = app.Table("symbol_to_consensus", partitions=settings.topic_partitions, use_partitioner=True)
+symbol_bar_to_votes = app.Table("symbol_bar_to_votes", partitions=settings.topic_partitions, use_partitioner=True)
+_mirror: dict = {"states": None}  # symbol -> its whole state (event_time's shape), rebuilt from the tables once
 _signal_counts: dict[str, tuple[int, int]] = {}  # agent -> (signals since start, last signal ts_us)
 _last_heard: dict[str, float] = {}  # bar-driven agent -> wall time of its last vote (absent when silent)
 _waiting = {"symbols": set(), "since": time.monotonic()}  # symbols with undecided bars, since when some have
 _lock = asyncio.Lock()  # streams and the round task read, change and write the same states
 _progress: dict = {"client": None}
 _votes_read: dict[int, int] = {}  # agent.signals partition -> the offset after the last vote handled
+
+
+def _states() -> dict[str, dict]:
+    """Every symbol's state, rebuilt from the tables once (after a restart they have recovered). A bar
+    at or before the symbol's last decision is a leftover of a crash between the two writes: dropped."""
+    if _mirror["states"] is None:
+        states = {symbol: {**summary, "pending": {}} for symbol, summary in list(symbol_to_consensus.items()) if summary}
+        for key, entry in list(symbol_bar_to_votes.items()):
+            symbol, _, ts = key.rpartition("|")
+            state = states.setdefault(symbol, event_time.new_state())
+            if entry and (state["decided_us"] is None or int(ts) > state["decided_us"]):
+                state["pending"][ts] = entry
+        _mirror["states"] = states
+    return _mirror["states"]
+
+
+def _save(symbol: str, state: dict) -> None:
+    """Writes what changed: the bars added, changed or decided, then the rest of the state."""
+    states = _states()
+    old = states.get(symbol) or {"pending": {}}
+    for ts, entry in state["pending"].items():
+        if old["pending"].get(ts) is not entry:
+            symbol_bar_to_votes[f"{symbol}|{ts}"] = entry
+    for ts in old["pending"].keys() - state["pending"].keys():
+        symbol_bar_to_votes.pop(f"{symbol}|{ts}", None)
+    if any(old.get(key) is not value and old.get(key) != value for key, value in state.items() if key != "pending"):
+        symbol_to_consensus[symbol] = {key: value for key, value in state.items() if key != "pending"}
+    states[symbol] = state
 
 
 def absent_agents() -> set[str]:
@@ -61,14 +95,14 @@ def _note_waiting(symbol: str, state: dict) -> None:
 
 async def decide_symbol(symbol: str) -> None:
     """Publishes every decision the symbol's state allows now (called with _lock held)."""
-    state = symbol_to_consensus.get(symbol)
+    state = _states().get(symbol)
     if state is None:
         return
     state, decisions = event_time.decide_ready(state, symbol, rules, absent_agents())
     for decision in decisions:  # sent before the state that records them: a crash re-sends the same ids
         await decisions_topic.send(key=symbol.encode(), value=decision)
     if decisions:
-        symbol_to_consensus[symbol] = state
+        _save(symbol, state)
     _note_waiting(symbol, state)
 
 
@@ -80,7 +114,7 @@ async def take_bars(stream):
             if bar is None:
                 continue
             async with _lock:
-                symbol_to_consensus[bar["symbol"]] = event_time.on_bar(symbol_to_consensus.get(bar["symbol"]), bar)
+                _save(bar["symbol"], event_time.on_bar(_states().get(bar["symbol"]), bar))
                 await decide_symbol(bar["symbol"])
 
 
@@ -104,8 +138,8 @@ async def take_vote(signal: dict) -> None:
     if agent in rules.bar_agents:
         _last_heard[agent] = time.monotonic()
     async with _lock:
-        state, late = event_time.on_vote(symbol_to_consensus.get(symbol), signal, rules)
-        symbol_to_consensus[symbol] = state
+        state, late = event_time.on_vote(_states().get(symbol), signal, rules)
+        _save(symbol, state)
         if late:
             log.warning("consensus: %s's vote on %s at %s came after its bar was decided; counted in the next "
                         "decision", agent, symbol, signal["ts"])
@@ -122,7 +156,7 @@ async def news_round() -> None:
     """One barrier round: bars complete (all bar-driven votes in) before it began get their news."""
     absent = absent_agents()
     waiting = {}
-    for symbol, state in list(symbol_to_consensus.items()):
+    for symbol, state in list(_states().items()):
         complete = event_time.complete_bars(state, rules, absent) if state else []
         if complete and (state["news_cleared_us"] is None or complete[-1] > state["news_cleared_us"]):
             waiting[symbol] = complete[-1]
@@ -135,7 +169,7 @@ async def news_round() -> None:
         await wait_read_through(progress, "agent.signals", app.conf.id, _votes_read)  # the votes news produced
     async with _lock:
         for symbol, through_us in waiting.items():
-            symbol_to_consensus[symbol] = event_time.clear_news(symbol_to_consensus.get(symbol), through_us)
+            _save(symbol, event_time.clear_news(_states().get(symbol), through_us))
             await decide_symbol(symbol)
 
 
@@ -149,7 +183,7 @@ async def run_news_rounds() -> None:
                 await news_round()
             else:
                 async with _lock:
-                    for symbol in list(symbol_to_consensus.keys()):
+                    for symbol in list(_states()):
                         await decide_symbol(symbol)
         except ServiceUnavailable as error:
             log.warning("consensus: cannot check the analyst's progress (%s); retrying", error)
@@ -161,7 +195,7 @@ async def run_news_rounds() -> None:
 async def publish_agent_stats() -> None:
     """Each agent's weight, measured hit rate (over all symbols) and activity, for the bridge and the dashboard."""
     accuracy: dict[str, dict] = {}
-    for state in list(symbol_to_consensus.values()):
+    for state in list(_states().values()):
         for agent, score in (state or {}).get("accuracy", {}).items():
             total = accuracy.setdefault(agent, {"hits": 0.0, "calls": 0.0})
             total["hits"] += score["hits"]

@@ -105,10 +105,12 @@ def complete_bars(state: dict, rules: ConsensusRules, absent: Iterable[str] = ()
     """The pending bars, oldest first, that have their close and every expected bar-driven vote,
     up to the first that has not (bars are decided in order)."""
     agents = expected_agents(rules, absent)
+    if any(state["seen"].get(a) is None for a in agents):
+        return []
+    voted_through = min((state["seen"][a] for a in agents), default=None)  # no bar after it is complete
     done = []
-    for ts_us in sorted(int(t) for t in state["pending"]):
-        entry = state["pending"][str(ts_us)]
-        if entry["close"] is None or any(state["seen"].get(a) is None or state["seen"][a] < ts_us for a in agents):
+    for ts_us in sorted(t for t in map(int, state["pending"]) if voted_through is None or t <= voted_through):
+        if state["pending"][str(ts_us)]["close"] is None:
             break
         done.append(ts_us)
     return done
@@ -142,6 +144,12 @@ def _news_votes(state: dict, ts_us: int, rules: ConsensusRules) -> dict[str, dic
 
 def decide_bar(state: dict, symbol: str, ts_us: int, rules: ConsensusRules) -> tuple[dict, dict]:
     """(state, ConsensusDecision) for the pending bar `ts_us` (the oldest ready one)."""
+    state, decision = _decided(state, symbol, ts_us, rules)
+    return {**state, "pending": {t: e for t, e in state["pending"].items() if int(t) != ts_us}}, decision
+
+
+def _decided(state: dict, symbol: str, ts_us: int, rules: ConsensusRules) -> tuple[dict, dict]:
+    """decide_bar, the bar left in "pending" (decide_ready drops its decided bars in one pass)."""
     entry = state["pending"][str(ts_us)]
     close = float(entry["close"])
     accuracy = dict(state["accuracy"])
@@ -165,9 +173,8 @@ def decide_bar(state: dict, symbol: str, ts_us: int, rules: ConsensusRules) -> t
     calls = {agent: {"action": vote["action"], "price": close, "signal_id": vote["signal_id"]}
              for agent, vote in counted.items() if vote["action"] != "HOLD" and vote["signal_id"] not in state["recent_ids"]}
     horizon = ts_us - rules.window_s * 1e6
-    pending = {t: e for t, e in state["pending"].items() if int(t) != ts_us}
     fresh = [v["signal_id"] for _, v in sorted(counted.items()) if v["signal_id"] not in state["recent_ids"]]
-    return {**state, "pending": pending, "decided_us": ts_us, "late": {}, "accuracy": accuracy, "calls": calls,
+    return {**state, "decided_us": ts_us, "late": {}, "accuracy": accuracy, "calls": calls,
             "news": [v for v in state["news"] if v["ts_us"] >= horizon],
             "recent_ids": [*state["recent_ids"], *fresh][-RECENT_IDS:]}, decision
 
@@ -177,6 +184,8 @@ def decide_ready(state: dict, symbol: str, rules: ConsensusRules,
     """Every decision the state allows now, in bar order."""
     decisions = []
     for ts_us in ready_bars(state, rules, absent):
-        state, decision = decide_bar(state, symbol, ts_us, rules)
+        state, decision = _decided(state, symbol, ts_us, rules)
         decisions.append(decision)
+    if decisions:  # the decided bars are the oldest pending ones
+        state = {**state, "pending": {t: e for t, e in state["pending"].items() if int(t) > state["decided_us"]}}
     return state, decisions

@@ -29,15 +29,17 @@ def produce(settings, topic: str, key: bytes, value: bytes) -> tuple[int, int]:
     return message.partition(), message.offset()
 
 
-def produce_many(settings, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
-    """Publishes (key, value) pairs in order, one flush at the end (murmur2, like Faust)."""
+def produce_many(settings, topic: str, messages: list[tuple[bytes, bytes]], partition: int | None = None) -> None:
+    """Publishes (key, value) pairs in order, one flush at the end (murmur2, like Faust, unless a
+    partition is given)."""
     producer = Producer(settings.kafka_config({"acks": "all", "partitioner": "murmur2_random",
                                                "enable.idempotence": True, "linger.ms": 5}))
     errors = []
     for key, value in messages:
         while True:
             try:
-                producer.produce(topic, key=key, value=value, on_delivery=lambda err, _msg: err and errors.append(err))
+                producer.produce(topic, key=key, value=value, on_delivery=lambda err, _msg: err and errors.append(err),
+                                 **({} if partition is None else {"partition": partition}))
                 break
             except BufferError:
                 producer.poll(0.1)
@@ -123,6 +125,15 @@ def ends(settings, topic: str) -> list[TopicPartition]:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         return [TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
                 for p in partitions]
+    finally:
+        consumer.close()
+
+
+def commit_offsets(settings, group: str, offsets: list[TopicPartition]) -> None:
+    """Sets where consumer group `group` starts (before any of its members runs)."""
+    consumer = Consumer(settings.kafka_config({"group.id": group, "enable.auto.commit": False}))
+    try:
+        consumer.commit(offsets=offsets, asynchronous=False)
     finally:
         consumer.close()
 

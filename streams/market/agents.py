@@ -3,21 +3,26 @@
 The open bar per symbol lives in the changelogged table `symbol_to_open_bar`, co-partitioned with
 market.ticks (same key, same partition), so a restarted worker recovers it and picks up where it
 stopped. A bar is published when a tick of a later window arrives, or after BAR_IDLE_CLOSE_S
-seconds without ticks for that symbol (the last bar of a replay); a flushed bar that later gets
-more ticks is re-published, and the sink upserts. Ticks are taken in small batches and the table
+seconds without ticks for that symbol (the last bar of a replay) while this worker has read its
+partition of market.ticks to the end: a worker that falls behind (a busy machine, a fast replay)
+never closes a bar whose ticks are still waiting to be read. A flushed bar that later gets more
+ticks is re-published, and the sink upserts. Ticks are taken in small batches and the table
 is written once per symbol per batch, not once per tick.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 import weakref
 from contextlib import contextmanager
 
+from aiokafka.errors import KafkaError
 from faust.streams import _current_event
+from faust.types import TP
 
 from streams.app import app, avro_topic, dead_letter_on_failure, decode_or_dead_letter, log, raw_topic, settings
 from streams.errors import CodecError
-from streams.market.bars import apply_tick, bar_record, bar_version
+from streams.market.bars import apply_tick, bar_record, bar_version, to_micros
 
 AGENT = "bars"
 ticks_topic = raw_topic("market.ticks")
@@ -27,6 +32,8 @@ symbol_to_open_bar = app.Table("symbol_to_open_bar", partitions=settings.topic_p
 # Worker-local bookkeeping for idle flushes (a table may only change inside its stream).
 _last_tick_wall: dict[str, float] = {}
 _published: dict[str, tuple[int, int]] = {}
+_partition_of: dict[str, int] = {}
+_ticks_read: dict[int, int] = {}  # market.ticks partition -> the offset after the last tick taken
 
 
 @contextmanager
@@ -58,22 +65,47 @@ async def aggregate_bars(stream):
                 previous = touched[symbol][0] if symbol in touched else symbol_to_open_bar.get(symbol)
                 state, closed = apply_tick(previous, tick, interval, interval_s)
                 touched[symbol] = (state, event)
-                for bar in closed:
-                    await bars_topic.send(key=symbol.encode(), value=bar)
+                for bar in closed:  # unless an idle close already published it as it is
+                    if _published.get(symbol) != (to_micros(bar["ts"]), bar["tick_count"]):
+                        await bars_topic.send(key=symbol.encode(), value=bar)
         now = time.monotonic()
         for symbol, (state, event) in touched.items():
             with attributed_to(event):
                 symbol_to_open_bar[symbol] = state
             _last_tick_wall[symbol] = now
+            _partition_of[symbol] = event.message.partition
+        for event in events:
+            _ticks_read[event.message.partition] = event.message.offset + 1
+
+
+async def unread_partitions(partitions: set[int]) -> set[int]:
+    """The partitions of market.ticks this worker has not read to their end (ticks are waiting)."""
+    if not partitions:
+        return set()
+    tps = [TP(ticks_topic.get_topic_name(), p) for p in sorted(partitions)]
+    ends = await app.consumer.highwaters(*tps)
+    return {tp.partition for tp in tps if _ticks_read.get(tp.partition, 0) < (ends.get(tp) or 0)}
 
 
 @app.timer(interval=0.5)
 async def close_idle_bars() -> None:
     now = time.monotonic()
+    idle = []
     for symbol, state in list(symbol_to_open_bar.items()):
         if state is None or _published.get(symbol) == bar_version(state):
             continue
-        if now - _last_tick_wall.get(symbol, 0.0) >= settings.bar_idle_close_s:
+        # a bar recovered after a restart waits BAR_IDLE_CLOSE_S from when it is first seen
+        if now - _last_tick_wall.setdefault(symbol, now) >= settings.bar_idle_close_s:
+            idle.append((symbol, state))
+    try:
+        behind = await unread_partitions({_partition_of[s] for s, _ in idle if s in _partition_of})
+    except (KafkaError, asyncio.TimeoutError) as error:  # broker unreachable: no idle close this round
+        log.warning("bars: cannot read market.ticks end offsets (%s); idle bars wait", error)
+        return
+    for symbol, state in idle:
+        current = symbol_to_open_bar.get(symbol)  # ticks may have come in while the offsets were read
+        unchanged = current is not None and bar_version(current) == bar_version(state)
+        if unchanged and _partition_of.get(symbol) not in behind:
             try:
                 await bars_topic.send(key=symbol.encode(), value=bar_record(state))
             except CodecError as error:  # a bar its schema refuses: say so once, do not stop the timer

@@ -54,9 +54,11 @@ def frame_to_series(frame: pd.DataFrame, symbol: str, origin: str) -> BarSeries:
         bad = ~np.isfinite(numbers) | (numbers < 0) | ((numbers == 0) & (column != "volume"))
         if bad.any():
             row = int(np.argmax(bad))
+            value, when = frame[column].iloc[row], frame["date"].iloc[row]
+            shown = repr(value) if isinstance(value, str) else float(numbers[row])
             raise DataError(
-                f"{origin}: {symbol} row for {frame['date'].iloc[row].date()} has a bad {column} "
-                f"({frame[column].iloc[row]!r}); prices must be positive numbers, volume >= 0"
+                f"{origin}: {symbol} row for {when.date() if when == when.normalize() else when.isoformat()} has a bad "
+                f"{column} ({shown}); prices must be positive numbers, volume >= 0"
             )
         values[column] = numbers
     inconsistent = (values["high"] < values["low"]) | (values["high"] < np.maximum(values["open"], values["close"])) | (

@@ -61,8 +61,17 @@ _lock = asyncio.Lock()  # the streams and the round task take turns on the state
 _mirror: dict = {"history": None, "pending": None}
 _progress: dict = {"client": None}
 _bars_read: dict[int, int] = {}  # market.bars partition -> the offset after the last bar handled
+_last_heard: dict[str, float] = {}  # symbol -> when its latest decision (before any: its first bar) came
+_silent: dict = {"symbols": set()}
 # backtest results are read through Redis: a repeat of the same parameters skips the C++ run
 memory = TieredStore(settings, agent=AGENT, access_log=AccessLog(settings, AGENT))
+
+
+def silent_symbols() -> set[str]:
+    """Symbols with bars but no decision for RISK_MAX_WAIT_S of wall time. A symbol whose decisions
+    lag but keep coming (a busy consensus) is always waited for: only silence counts."""
+    deadline = time.monotonic() - risk_settings.max_wait_s
+    return {symbol for symbol, heard in _last_heard.items() if heard < deadline}
 
 
 def _state() -> dict:
@@ -90,13 +99,16 @@ async def judge_now() -> None:
     """Judges what can be judged and sends the verdicts (called with _lock held)."""
     pending = _pending()
     before = set(pending)
-    deadline = time.time() - risk_settings.max_wait_s
-    waited_out = {key for key, d in pending.items() if d.get("arrived", deadline) < deadline}
-    state, judged = sequencer.judge_ready(_state(), pending, _history(), risk_settings, settings.broker, waited_out)
-    late = [v for v, _ in judged if v["decision_id"] in waited_out]
-    if late:
-        log.warning("risk: %d decision(s) judged after waiting %.0f s for other symbols' earlier decisions (is the "
-                    "consensus running?), first %s", len(late), risk_settings.max_wait_s, late[0]["decision_id"])
+    silent, state = silent_symbols(), _state()
+    if pending and silent:  # say so when a silent symbol is what the earliest decision waits for
+        earliest = min(d["ts_us"] for d in pending.values())
+        blocking = {s for s in silent if _history().unjudged_before(s, state["judged"].get(s), earliest)}
+        if blocking - _silent["symbols"]:
+            log.warning("risk: no decision on %s for %.0f s (is the consensus running?): decisions on other symbols "
+                        "no longer wait for theirs", ", ".join(sorted(blocking - _silent["symbols"])),
+                        risk_settings.max_wait_s)
+        _silent["symbols"] = blocking
+    state, judged = sequencer.judge_ready(state, pending, _history(), risk_settings, settings.broker, silent)
     for verdict, _order in judged:
         if "error" in verdict:
             log.error("risk: decision %s rejected: risk_core refused its inputs: %s", verdict["decision_id"],
@@ -123,6 +135,7 @@ async def track_prices(stream):
                     continue
                 ts_us = to_micros(bar["ts"])
                 async with _lock:
+                    _last_heard.setdefault(bar["symbol"], time.monotonic())
                     _history().add(bar["symbol"], ts_us, bar["open"], bar["close"])
                     symbol_bar_to_prices[f"{bar['symbol']}|{ts_us}"] = [float(bar["open"]), float(bar["close"])]
                     await judge_now()
@@ -148,7 +161,8 @@ async def take_decisions(stream):
                                 "(a repeat after a restart, or published late)", decision["decision_id"],
                                 decision["symbol"], decision["ts"])
                     continue
-                entry = {**sequencer.pending_entry(decision), "arrived": time.time()}
+                _last_heard[decision["symbol"]] = time.monotonic()
+                entry = sequencer.pending_entry(decision)
                 pending[decision["decision_id"]] = entry
                 decision_to_pending[decision["decision_id"]] = entry
                 await judge_now()

@@ -112,10 +112,10 @@ def is_judged(state: dict, decision_id: str) -> bool:
 
 
 def next_judgeable(state: dict, pending: Mapping[str, dict], history: BarHistory,
-                   waited_out: Set[str] = frozenset()) -> dict | None:
-    """The pending decision to judge now, or None when the earliest one must wait. A decision in
-    `waited_out` (it has waited RISK_MAX_WAIT_S for another symbol's decision that did not come: the
-    consensus is down, or a publisher skipped bars) no longer waits for other symbols."""
+                   silent: Set[str] = frozenset()) -> dict | None:
+    """The pending decision to judge now, or None when the earliest one must wait. Symbols in
+    `silent` (no decision of theirs has come for RISK_MAX_WAIT_S: the consensus is down, or a
+    publisher skipped bars) are not waited for."""
     if not pending:
         return None
     decision = min(pending.values(), key=_order_key)
@@ -124,8 +124,7 @@ def next_judgeable(state: dict, pending: Mapping[str, dict], history: BarHistory
         return None
     if not history.has(decision["symbol"], ts_us) and not decision.get("settled"):
         return None  # its bar is on the way (settled: a round found every bar published before it: none)
-    if decision["decision_id"] not in waited_out and any(
-            history.unjudged_before(s, state["judged"].get(s), ts_us) for s in history.symbols()):
+    if any(history.unjudged_before(s, state["judged"].get(s), ts_us) for s in history.symbols() if s not in silent):
         return None  # a symbol's decision on an earlier bar has not come yet
     return decision
 
@@ -196,11 +195,11 @@ def prune_point(state: dict, pending: Mapping[str, dict]) -> int | None:
 
 
 def judge_ready(state: dict, pending: dict[str, dict], history: BarHistory, risk: RiskSettings,
-                broker: BrokerSettings, waited_out: Set[str] = frozenset()) -> tuple[dict, list[tuple[dict, dict | None]]]:
+                broker: BrokerSettings, silent: Set[str] = frozenset()) -> tuple[dict, list[tuple[dict, dict | None]]]:
     """Judges every pending decision that can be judged now (removing it from `pending`), in order:
     (state, [(verdict, order or None)])."""
     out = []
-    while (decision := next_judgeable(state, pending, history, waited_out)) is not None:
+    while (decision := next_judgeable(state, pending, history, silent)) is not None:
         del pending[decision["decision_id"]]
         state, verdict, order = judge_decision(state, decision, history, risk, broker)
         out.append((verdict, order))

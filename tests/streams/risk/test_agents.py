@@ -9,10 +9,11 @@ import pytest
 
 import risk_core as rc
 from streams.bus.codecs import CodecRegistry
+from streams.bus.ids import derived_id
 from streams.market.datasets import load_bars
 from tests import fixtures
 from tests.fixtures import T0
-from tests.kafka_tools import Worker, first_matching, produce
+from tests.kafka_tools import Worker, all_matching, ends, first_matching, produce, read_from
 
 pytestmark = pytest.mark.integration
 
@@ -87,3 +88,39 @@ def test_undecodable_decision_is_dead_lettered(risk_worker, provisioned):
     letter = first_matching(provisioned, "dead-letter", lambda r: r["source_topic"] == "consensus.decisions"
                             and r["partition"] == partition and r["offset"] == offset)
     assert letter["agent"] == "risk" and letter["error_type"] == "CodecError"
+
+
+def test_a_symbol_whose_decisions_lag_but_keep_coming_is_waited_for(provisioned, codecs, tmp_path):
+    """One symbol's decisions come one a second, the other's all at once: with RISK_MAX_WAIT_S=2,
+    the waits add up to far more than 2 s, yet every decision is judged in time order, because a
+    symbol is given up on only after RISK_MAX_WAIT_S of silence (a wall-clock limit on each
+    decision's wait judged the prompt symbol's later decisions first when the consensus lagged)."""
+    import time
+
+    account = f"acct-{uuid.uuid4().hex[:6]}"
+    worker = Worker("risk", tmp_path / "risk.log", RISK_ACCOUNT=account, RISK_MAX_WAIT_S="2")
+    run = uuid.uuid4().hex[:5].upper()
+    prompt, lagging = f"P{run}", f"L{run}"
+    day, d0 = timedelta(days=1), T0.replace(hour=0, minute=0)
+    days = [d0 + i * day for i in range(6)]
+    starts = ends(provisioned, "risk.verdicts")
+    try:
+        for ts in days:
+            for symbol in (prompt, lagging):
+                publish(provisioned, codecs, "market.bars", symbol, fixtures.bar(symbol=symbol, ts=ts))
+        decisions = {(symbol, ts): fixtures.decision(symbol=symbol, ts=ts, action="HOLD", target_position=0.0)
+                     for ts in days for symbol in (prompt, lagging)}
+        for ts in days:
+            publish(provisioned, codecs, "consensus.decisions", prompt, decisions[(prompt, ts)])
+        for ts in days:
+            time.sleep(1.0)
+            publish(provisioned, codecs, "consensus.decisions", lagging, decisions[(lagging, ts)])
+        ids = {derived_id("verdict", d["decision_id"], account) for d in decisions.values()}  # this worker's
+        all_matching(provisioned, "risk.verdicts", lambda r: r["verdict_id"] in ids, len(ids), timeout=90)
+    finally:
+        worker.stop()
+    # in the order they were published (the symbols' verdicts go to different partitions: broker time)
+    published = sorted((at, v["ts"], v["symbol"]) for at, v in read_from(provisioned, starts) if v["verdict_id"] in ids)
+    judged = [ts for _, ts, _ in published]
+    assert judged == sorted(judged), published  # decisions of one moment commute: only time order matters
+    assert "no longer wait" not in worker.log()

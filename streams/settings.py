@@ -84,7 +84,7 @@ class RiskSettings:
     var_confidence: float = 0.99
     lot_size: float = 1.0
     min_rebalance: float = 0.1  # trade only when the target and the held (plus ordered) position differ this much
-    max_wait_s: float = 30.0  # a symbol silent this long (no decision) is no longer waited for
+    max_wait_s: float = 30.0  # with no consensus worker running this long, decisions stop waiting for other symbols
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "RiskSettings":

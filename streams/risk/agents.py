@@ -46,6 +46,7 @@ from streams.workers import groups_running
 
 AGENT = "risk"
 BAR_AGENT_MODULE = "streams.market.agents"
+CONSENSUS_MODULE = "streams.consensus.agents"
 risk_settings = settings.risk
 
 decisions_topic = raw_topic("consensus.decisions")
@@ -61,17 +62,28 @@ _lock = asyncio.Lock()  # the streams and the round task take turns on the state
 _mirror: dict = {"history": None, "pending": None}
 _progress: dict = {"client": None}
 _bars_read: dict[int, int] = {}  # market.bars partition -> the offset after the last bar handled
-_last_heard: dict[str, float] = {}  # symbol -> when its latest decision (before any: its first bar) came
+_consensus = {"seen": time.monotonic(), "checked": 0.0}  # when a consensus worker was last seen running
 _silent: dict = {"symbols": set()}
 # backtest results are read through Redis: a repeat of the same parameters skips the C++ run
 memory = TieredStore(settings, agent=AGENT, access_log=AccessLog(settings, AGENT))
 
 
 def silent_symbols() -> set[str]:
-    """Symbols with bars but no decision for RISK_MAX_WAIT_S of wall time. A symbol whose decisions
-    lag but keep coming (a busy consensus) is always waited for: only silence counts."""
-    deadline = time.monotonic() - risk_settings.max_wait_s
-    return {symbol for symbol, heard in _last_heard.items() if heard < deadline}
+    """Every symbol, once no consensus worker has run in this app for RISK_MAX_WAIT_S (then no
+    decision is on its way); none while one runs, however far its decisions lag."""
+    if time.monotonic() - _consensus["seen"] <= risk_settings.max_wait_s:
+        return set()
+    return set(_history().symbols())
+
+
+async def note_consensus_running() -> None:
+    """Checks, at most once a second, whether a worker runs the consensus (its group has members)."""
+    now = time.monotonic()
+    if now - _consensus["checked"] < 1.0:
+        return
+    _consensus["checked"] = now
+    if await asyncio.to_thread(_progress_client().active_groups, groups_running(settings, CONSENSUS_MODULE)):
+        _consensus["seen"] = now
 
 
 def _state() -> dict:
@@ -100,14 +112,10 @@ async def judge_now() -> None:
     pending = _pending()
     before = set(pending)
     silent, state = silent_symbols(), _state()
-    if pending and silent:  # say so when a silent symbol is what the earliest decision waits for
-        earliest = min(d["ts_us"] for d in pending.values())
-        blocking = {s for s in silent if _history().unjudged_before(s, state["judged"].get(s), earliest)}
-        if blocking - _silent["symbols"]:
-            log.warning("risk: no decision on %s for %.0f s (is the consensus running?): decisions on other symbols "
-                        "no longer wait for theirs", ", ".join(sorted(blocking - _silent["symbols"])),
-                        risk_settings.max_wait_s)
-        _silent["symbols"] = blocking
+    if silent and not _silent["symbols"] and pending:
+        log.warning("risk: no consensus worker has run for %.0f s: decisions no longer wait for other symbols' "
+                    "earlier ones", risk_settings.max_wait_s)
+    _silent["symbols"] = silent
     state, judged = sequencer.judge_ready(state, pending, _history(), risk_settings, settings.broker, silent)
     for verdict, _order in judged:
         if "error" in verdict:
@@ -135,7 +143,6 @@ async def track_prices(stream):
                     continue
                 ts_us = to_micros(bar["ts"])
                 async with _lock:
-                    _last_heard.setdefault(bar["symbol"], time.monotonic())
                     _history().add(bar["symbol"], ts_us, bar["open"], bar["close"])
                     symbol_bar_to_prices[f"{bar['symbol']}|{ts_us}"] = [float(bar["open"]), float(bar["close"])]
                     await judge_now()
@@ -161,7 +168,6 @@ async def take_decisions(stream):
                                 "(a repeat after a restart, or published late)", decision["decision_id"],
                                 decision["symbol"], decision["ts"])
                     continue
-                _last_heard[decision["symbol"]] = time.monotonic()
                 entry = sequencer.pending_entry(decision)
                 pending[decision["decision_id"]] = entry
                 decision_to_pending[decision["decision_id"]] = entry
@@ -205,6 +211,7 @@ async def horizon_round() -> None:
 async def run_horizon_rounds() -> None:
     while True:
         try:
+            await note_consensus_running()
             await horizon_round()
         except ServiceUnavailable as error:
             log.warning("risk: cannot check the bar agent's progress (%s); retrying", error)

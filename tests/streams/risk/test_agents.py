@@ -92,13 +92,15 @@ def test_undecodable_decision_is_dead_lettered(risk_worker, provisioned):
 
 def test_a_symbol_whose_decisions_lag_but_keep_coming_is_waited_for(provisioned, codecs, tmp_path):
     """One symbol's decisions come one a second, the other's all at once: with RISK_MAX_WAIT_S=2,
-    the waits add up to far more than 2 s, yet every decision is judged in time order, because a
-    symbol is given up on only after RISK_MAX_WAIT_S of silence (a wall-clock limit on each
-    decision's wait judged the prompt symbol's later decisions first when the consensus lagged)."""
+    the waits add up to far more than 2 s, yet every decision is judged in time order, because
+    nothing is given up on while a consensus worker runs (a wall-clock limit on each decision's
+    wait judged the prompt symbol's later decisions first when the consensus lagged)."""
     import time
 
-    account = f"acct-{uuid.uuid4().hex[:6]}"
-    worker = Worker("risk", tmp_path / "risk.log", RISK_ACCOUNT=account, RISK_MAX_WAIT_S="2")
+    account, app_id = f"acct-{uuid.uuid4().hex[:6]}", f"test-{uuid.uuid4().hex[:8]}"
+    # a consensus worker of the same app runs (and never decides: its agents never vote)
+    consensus = Worker("consensus", tmp_path / "consensus.log", ALGO_APP_ID=app_id, CONSENSUS_AGENT_TIMEOUT_S="3600")
+    worker = Worker("risk", tmp_path / "risk.log", ALGO_APP_ID=app_id, RISK_ACCOUNT=account, RISK_MAX_WAIT_S="2")
     run = uuid.uuid4().hex[:5].upper()
     prompt, lagging = f"P{run}", f"L{run}"
     day, d0 = timedelta(days=1), T0.replace(hour=0, minute=0)
@@ -119,8 +121,29 @@ def test_a_symbol_whose_decisions_lag_but_keep_coming_is_waited_for(provisioned,
         all_matching(provisioned, "risk.verdicts", lambda r: r["verdict_id"] in ids, len(ids), timeout=90)
     finally:
         worker.stop()
+        consensus.stop()
     # in the order they were published (the symbols' verdicts go to different partitions: broker time)
     published = sorted((at, v["ts"], v["symbol"]) for at, v in read_from(provisioned, starts) if v["verdict_id"] in ids)
     judged = [ts for _, ts, _ in published]
     assert judged == sorted(judged), published  # decisions of one moment commute: only time order matters
     assert "no longer wait" not in worker.log()
+
+
+def test_decisions_stop_waiting_for_other_symbols_once_no_consensus_runs(provisioned, codecs, tmp_path):
+    """With no consensus worker in its app for RISK_MAX_WAIT_S, nothing will decide the symbol that
+    is behind: the risk agent says so and judges what it holds."""
+    worker = Worker("risk", tmp_path / "risk.log", RISK_ACCOUNT=f"acct-{uuid.uuid4().hex[:6]}", RISK_MAX_WAIT_S="2")
+    run = uuid.uuid4().hex[:5].upper()
+    behind, ahead = f"B{run}", f"A{run}"
+    d0 = T0.replace(hour=0, minute=0)
+    try:
+        for symbol in (behind, ahead):
+            for ts in (d0, d0 + timedelta(days=1)):
+                publish(provisioned, codecs, "market.bars", symbol, fixtures.bar(symbol=symbol, ts=ts))
+        later = fixtures.decision(symbol=ahead, ts=d0 + timedelta(days=1), action="HOLD", target_position=0.0)
+        publish(provisioned, codecs, "consensus.decisions", ahead, later)  # `behind` has not decided day 0
+        verdict = first_matching(provisioned, "risk.verdicts", lambda r: r["decision_id"] == later["decision_id"])
+        assert verdict["verdict"] == "APPROVE"
+    finally:
+        worker.stop()
+    assert "no consensus worker has run for 2 s" in worker.log()

@@ -743,7 +743,7 @@ def _run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool,
         "account": account,
         "decisions": digest["decisions"],
         "digest": digest,
-        "orders": sum(r["paper"]["orders"] for r in per_symbol),
+        "orders": digest["orders"],  # filled or not (an order on the last bar has no next open to fill at)
         "fills": sum(r["paper"]["fills"] for r in per_symbol),
         "trading_loop_seconds": round(loop_seconds, 1),
         "book": book,

@@ -213,6 +213,9 @@ async def run_horizon_rounds() -> None:
         try:
             await note_consensus_running()
             await horizon_round()
+            if _pending() and silent_symbols() and not _silent["symbols"]:  # the consensus has just gone
+                async with _lock:
+                    await judge_now()
         except ServiceUnavailable as error:
             log.warning("risk: cannot check the bar agent's progress (%s); retrying", error)
             await asyncio.sleep(1.0)

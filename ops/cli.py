@@ -163,9 +163,9 @@ def tail(topic: str, limit: int | None, from_beginning: bool, idle_timeout: floa
 @click.option("--symbols", cls=GreedyOption, default="", help="Symbols (default: all of the dataset).")
 @click.option("--duration", type=click.FloatRange(min=1), default=None,
               help="Keep everything running for this many seconds in all (for the dashboard), then stop.")
-@click.option("--speed", type=click.FloatRange(min=0), default=30 * 86400.0, show_default=True,
-              help="Replay speed (x real time): the default, 30 days of data a second, keeps the symbols' streams "
-                   "in step so the paper book is valued at one moment; 0 = as fast as possible.")
+@click.option("--speed", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Replay speed (x real time): 0 = as fast as possible; 86400 = one day of data a second. The "
+                   "trades are the same at any speed (README, \"Event time\").")
 @click.option("--news", "news_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="News to replay with the bars (CSV or JSON lines: published_at,symbols,headline,summary,source,url; "
                    "default: the demo corpus, streams/analyst/data/news.csv).")

@@ -399,22 +399,38 @@ def remove_run_state(settings: Settings) -> None:
         print(f"demo: could not remove the run's groups and changelogs ({error})", file=sys.stderr, flush=True)
 
 
-def groups_lag(settings: Settings, groups: list[str]) -> int:
-    """Messages these groups have not committed yet, over the partitions they have committed offsets for."""
+def group_lags(settings: Settings, groups: list[str]) -> dict[str, int]:
+    """Messages each group has not committed yet, over the partitions it has committed offsets for."""
     from confluent_kafka import Consumer, ConsumerGroupTopicPartitions
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient(settings.kafka_config({"log_level": 3}))
     consumer = Consumer(settings.kafka_config({"group.id": "algo-demo-watermarks", "log_level": 3}))
     try:
-        lag = 0
+        lags = {}
         for group in groups:  # the admin API takes one group per request
             result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(timeout=15)
-            lag += sum(max(0, consumer.get_watermark_offsets(tp, timeout=10)[1] - tp.offset)
-                       for tp in result.topic_partitions if tp.offset >= 0)
-        return lag
+            lags[group] = sum(max(0, consumer.get_watermark_offsets(tp, timeout=10)[1] - tp.offset)
+                              for tp in result.topic_partitions if tp.offset >= 0)
+        return lags
     finally:
         consumer.close()
+
+
+def groups_lag(settings: Settings, groups: list[str]) -> int:
+    return sum(group_lags(settings, groups).values())
+
+
+def wait_drained(settings: Settings, workers: list[subprocess.Popen], timeout: float = 600) -> float:
+    """Seconds until every demo worker has committed all it was sent (polled every 0.25 s)."""
+    started, deadline = time.monotonic(), time.monotonic() + timeout
+    while groups_lag(settings, demo_groups(settings)) > 0:
+        if any(w.poll() is not None for w in workers):
+            raise AlgoError(f"a worker exited; see {settings.run_dir / 'workers'}")
+        if time.monotonic() > deadline:
+            raise AlgoError(f"the workers' lag did not drain in {timeout:.0f} s; see {settings.run_dir / 'workers'}")
+        time.sleep(0.25)
+    return time.monotonic() - started
 
 
 def wait_quiet(settings: Settings, account: str, workers: list[subprocess.Popen], quiet_s: float = 5,
@@ -691,6 +707,12 @@ def _run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool,
             say(f"replaying {dataset}: {', '.join(names)}, with {len(news)} news items in event time")
             replay_started = time.monotonic()
             report = replay(settings, series, f"replay:{dataset}", speed=speed, show_progress=not quiet, news=news)
+            lag_at_end = {group.removeprefix(f"{run.app_id}-"): lag
+                          for group, lag in group_lags(run, demo_groups(run)).items()}
+            say(f"replay done: {report.ticks:,} ticks in {report.seconds:.1f} s; lag then: "
+                + ", ".join(f"{name} {lag:,}" for name, lag in lag_at_end.items()))
+            drain_seconds = wait_drained(run, workers[:-1])
+            say(f"every worker's lag drained {drain_seconds:.1f} s after the replay ended")
             expected = sum(len(s) for s in series) if settings.bar_interval_seconds == 86400 else 1
             say(f"waiting for {expected} bars in Postgres")
             persisted, last_write = wait_for_bars(settings, since, expected, names, workers)
@@ -736,6 +758,9 @@ def _run_demo(settings: Settings, dataset: str, symbols: list[str], quiet: bool,
         "news_published": report.news,
         "replay_seconds": round(report.seconds, 3),
         "ticks_per_second": round(report.ticks_per_second, 1),
+        "lag_at_replay_end": lag_at_end,
+        "drain_seconds": round(drain_seconds, 2),
+        "sustained_ticks_per_second": round(report.ticks / (report.seconds + drain_seconds), 1),
         "bars_persisted": persisted,
         "pipeline_seconds": round(pipeline_seconds, 3),
         "bars_per_second": round(persisted / pipeline_seconds, 1) if pipeline_seconds > 0 else None,
@@ -775,9 +800,15 @@ def print_summary(summary: dict) -> None:
                       *figures)
     console = Console(width=max(Console().width, 150))
     console.print(table)
+    lags = summary["lag_at_replay_end"]
     console.print(
         f"ticks published: {summary['ticks_published']:,} in {summary['replay_seconds']} s "
-        f"({summary['ticks_per_second']:,.0f} ticks/s); bars persisted: {summary['bars_persisted']:,} in "
+        f"({summary['ticks_per_second']:,.0f} ticks/s); consumer lag when the replay ended: "
+        f"{', '.join(f'{name} {lag:,}' for name, lag in lags.items())}; drained {summary['drain_seconds']} s later: "
+        f"the whole loop sustained {summary['sustained_ticks_per_second']:,.0f} ticks/s"
+    )
+    console.print(
+        f"bars persisted: {summary['bars_persisted']:,} in "
         f"{summary['pipeline_seconds']} s ({summary['bars_per_second']:,.0f} bars/s end to end); "
         f"duplicate rows: {summary['duplicate_rows']}"
     )

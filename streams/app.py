@@ -39,6 +39,7 @@ app = faust.App(
     web_enabled=False,
     producer_acks=-1,
     broker_commit_interval=settings.commit_interval_s,
+    producer_linger=settings.producer_linger_ms / 1000.0,
     table_cleanup_interval=60.0,
 )
 

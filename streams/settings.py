@@ -324,6 +324,7 @@ class Settings:
     offset_reset: str = "earliest"
     # how often workers commit offsets: the event-time barriers (streams.bus.progress) wait on commits
     commit_interval_s: float = 0.2
+    producer_linger_ms: float = 0.0  # how long a worker's producer gathers messages into one request
     api_token: str = ""  # empty: the bridge generates one per run; else at least MIN_API_TOKEN_LENGTH characters
     allowed_origins: tuple[str, ...] = ()
     model_dir: Path = PROJECT_ROOT / "models" if IN_CHECKOUT else Path("models")
@@ -367,6 +368,7 @@ class Settings:
             topic_partitions=env.number("TOPIC_PARTITIONS", defaults.topic_partitions, int, minimum=1),
             offset_reset=env.choice("ALGO_OFFSET_RESET", defaults.offset_reset, ("earliest", "latest")),
             commit_interval_s=env.number("ALGO_COMMIT_INTERVAL_S", defaults.commit_interval_s, minimum=0.01),
+            producer_linger_ms=env.number("ALGO_PRODUCER_LINGER_MS", defaults.producer_linger_ms, minimum=0),
             api_token=env.text("ALGO_API_TOKEN", defaults.api_token),  # checked by __post_init__, never echoed
             allowed_origins=tuple(o.strip() for o in env.text("ALGO_ALLOWED_ORIGINS", "").split(",") if o.strip()),
             model_dir=Path(env.text("ALGO_MODEL_DIR", defaults.model_dir)),

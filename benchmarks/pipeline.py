@@ -156,11 +156,9 @@ def faust_vs_raw(settings, n: int, log_dir: Path) -> dict:
 
 
 def group_committed(settings, group: str, topic: str) -> int:
-    from confluent_kafka import ConsumerGroupTopicPartitions
+    from streams.bus.progress import StreamProgress
 
-    admin = AdminClient(settings.kafka_config({"log_level": 3}))
-    answer = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(timeout=15)
-    return sum(max(tp.offset, 0) for tp in answer.topic_partitions if tp.topic == topic)
+    return sum(max(offset, 0) for offset in StreamProgress(settings).committed(group, topic).values())
 
 
 def scale_out(settings, counts: tuple[int, ...], n: int, log_dir: Path) -> list[dict]:

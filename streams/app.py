@@ -41,6 +41,11 @@ app = faust.App(
     broker_commit_interval=settings.commit_interval_s,
     producer_linger=settings.producer_linger_ms / 1000.0,
     table_cleanup_interval=60.0,
+    # A standby copy of another worker's partitions would sit in the same in-memory store, and the
+    # timers that read a table's items (idle bars, the consensus and risk mirrors) would act on
+    # symbols this worker does not own. The tables are small and compacted: a worker that takes a
+    # partition over rebuilds it from the changelog.
+    table_standby_replicas=0,
 )
 
 codecs = CodecRegistry(settings.schema_registry_url)

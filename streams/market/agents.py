@@ -78,6 +78,12 @@ async def aggregate_bars(stream):
             _ticks_read[event.message.partition] = event.message.offset + 1
 
 
+def assigned_partitions() -> set[int]:
+    """The market.ticks partitions this worker consumes now."""
+    name = ticks_topic.get_topic_name()
+    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == name}
+
+
 async def unread_partitions(partitions: set[int]) -> set[int]:
     """The partitions of market.ticks this worker has not read to their end (ticks are waiting)."""
     if not partitions:
@@ -97,15 +103,20 @@ async def close_idle_bars() -> None:
         # a bar recovered after a restart waits BAR_IDLE_CLOSE_S from when it is first seen
         if now - _last_tick_wall.setdefault(symbol, now) >= settings.bar_idle_close_s:
             idle.append((symbol, state))
+    if not idle or app.rebalancing:  # mid-rebalance the table may still hold partitions being handed over
+        return
+    assigned = assigned_partitions()
     try:
-        behind = await unread_partitions({_partition_of[s] for s, _ in idle if s in _partition_of})
+        behind = await unread_partitions(assigned)
     except (KafkaError, asyncio.TimeoutError) as error:  # broker unreachable: no idle close this round
         log.warning("bars: cannot read market.ticks end offsets (%s); idle bars wait", error)
         return
     for symbol, state in idle:
         current = symbol_to_open_bar.get(symbol)  # ticks may have come in while the offsets were read
         unchanged = current is not None and bar_version(current) == bar_version(state)
-        if unchanged and _partition_of.get(symbol) not in behind:
+        # a bar recovered from the changelog has no partition seen yet: every assigned partition is read first
+        partitions = {_partition_of[symbol]} if symbol in _partition_of else assigned
+        if unchanged and not app.rebalancing and partitions and partitions <= assigned and not partitions & behind:
             try:
                 await bars_topic.send(key=symbol.encode(), value=bar_record(state))
             except CodecError as error:  # a bar its schema refuses: say so once, do not stop the timer

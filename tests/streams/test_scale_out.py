@@ -3,7 +3,9 @@ market.ticks' partitions in one consumer group; one is killed with SIGKILL, the 
 partitions over (and their open bars, from the changelog), and every bar comes out whole."""
 from __future__ import annotations
 
+import time
 import uuid
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -59,6 +61,10 @@ def test_two_bar_workers_share_the_partitions_and_one_takes_over_when_the_other_
         produce_many(provisioned, "market.ticks", ticks(range(10)))
         wait_for(lambda: len({(b["symbol"], b["ts"]) for b in bars()}) >= SYMBOLS * 10, timeout=90,
                  what="the first ten days' bars")
+        time.sleep(3 * float(GROUP_ENV["BAR_IDLE_CLOSE_S"]))  # idle closes of the last day, if any more come
+        before_kill = Counter((b["symbol"], b["ts"]) for b in bars())
+        # each bar once: only the worker that owns a symbol's partition closes its bars
+        assert set(before_kill.values()) == {1}, [k for k, n in before_kill.items() if n > 1][:5]
         first.process.kill()  # SIGKILL: no goodbye to the group, no final commit
         first.process.wait(10)
         produce_many(provisioned, "market.ticks", ticks(range(10, 20)))

@@ -1,19 +1,22 @@
 """Avro codecs in the Confluent wire format (magic byte + schema id), through the schema registry.
 
-Built on confluent-kafka's SchemaRegistryClient and Avro serializers; the schema is loaded from
-its .avsc file. Records stay plain dicts (timestamps as aware datetimes); conversion to rows or
+Built on confluent-kafka's SchemaRegistryClient and fastavro's schemaless reader and writer; the
+schema is loaded from its .avsc file. Records stay plain dicts (timestamps as aware datetimes); conversion to rows or
 JSON happens at the edges (streams.vault.rows, `algo tail`).
 """
 from __future__ import annotations
 
+import json
 import warnings
 from functools import lru_cache
+from io import BytesIO
 
 from authlib.deprecate import AuthlibDeprecationWarning  # noqa: E402
 
 # authlib forces its deprecation warnings "always" on import.
 warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
 
+import fastavro  # noqa: E402
 import faust  # noqa: E402
 
 import httpx  # noqa: E402
@@ -24,15 +27,12 @@ try:  # confluent-kafka's registry client uses httpx2 when it is installed (open
     TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, httpx2.TransportError)
 except ImportError:  # pragma: no cover - no httpx2 in this environment
     TRANSPORT_ERRORS = (httpx.TransportError,)
-from confluent_kafka.error import SerializationError  # noqa: E402
-from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
-from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer  # noqa: E402
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient  # noqa: E402
 from confluent_kafka.schema_registry.error import SchemaRegistryError  # noqa: E402
-from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: E402
 
 from streams.errors import CodecError, RegistryError, ServiceUnavailable  # noqa: E402
 from streams.outages import REGISTRY, first_line  # noqa: E402
-from streams.bus.schemas import schema_str  # noqa: E402
+from streams.bus.schemas import parsed_schema, schema_str  # noqa: E402
 from streams.bus.topics import TopicSpec  # noqa: E402
 
 MAGIC_BYTE = 0
@@ -74,40 +74,61 @@ def decoding_outage(error: Exception) -> ServiceUnavailable | None:
 class AvroCodec:
     """Encodes and decodes one topic's values against its registered schema.
 
-    The producer side never registers schemas (`algo provision` does), so a schema that the
-    registry would refuse can not sneak in through a producer.
+    fastavro's schemaless reader and writer do the Avro; the registry is asked once per process for
+    this schema's id (encoding) and once per writer schema id seen (decoding), then both are cached.
+    The producer side never registers schemas (`algo provision` does), so a schema that the registry
+    would refuse can not sneak in through a producer.
     """
 
-    def __init__(
-        self,
-        spec: TopicSpec,
-        client: SchemaRegistryClient,
-        *,
-        auto_register: bool = False,
-        reader_schema: str | None = None,
-    ) -> None:
+    def __init__(self, spec: TopicSpec, client: SchemaRegistryClient) -> None:
         self.spec = spec
-        self._context = SerializationContext(spec.name, MessageField.VALUE)
-        self._serializer = AvroSerializer(
-            client,
-            schema_str(spec.schema),
-            conf={"auto.register.schemas": auto_register, "use.latest.version": False},
-        )
-        self._deserializer = AvroDeserializer(client, reader_schema)
+        self._client = client
+        self._schema = parsed_schema(spec.schema)
+        self._header: bytes | None = None
+        self._writers: dict[int, dict] = {}
+
+    def _registered_header(self) -> bytes:
+        """The magic byte and this schema's registry id, looked up once."""
+        if self._header is None:
+            try:
+                registered = self._client.lookup_schema(self.spec.subject, Schema(schema_str(self.spec.schema), "AVRO"))
+            except TRANSPORT_ERRORS as error:  # refused, reset, timed out
+                raise _unavailable(error) from error
+            except SchemaRegistryError as error:
+                if _is_outage(error):
+                    raise _unavailable(error) from error
+                raise RegistryError(
+                    f"{self.spec.subject}: registry refused ({error}); did you run `algo provision`?"
+                ) from error
+            self._header = bytes([MAGIC_BYTE]) + registered.schema_id.to_bytes(4, "big")
+        return self._header
 
     def encode(self, record: dict) -> bytes:
+        header = self._registered_header()
+        out = BytesIO()
+        out.write(header)
         try:
-            return self._serializer(record, self._context)
-        except TRANSPORT_ERRORS as error:  # refused, reset, timed out
-            raise _unavailable(error) from error
-        except SchemaRegistryError as error:
-            if _is_outage(error):
-                raise _unavailable(error) from error
-            raise RegistryError(
-                f"{self.spec.subject}: registry refused ({error}); did you run `algo provision`?"
-            ) from error
-        except (SerializationError, ValueError, TypeError, KeyError, AttributeError) as error:
+            fastavro.schemaless_writer(out, self._schema, record)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as error:
             raise CodecError(f"cannot encode {self.spec.schema} for {self.spec.name}: {error}") from error
+        return out.getvalue()
+
+    def _writer_schema(self, schema_id: int) -> dict:
+        writer = self._writers.get(schema_id)
+        if writer is None:
+            try:
+                registered = self._client.get_schema(schema_id)
+            except Exception as error:
+                outage = decoding_outage(error)
+                if outage is not None:
+                    raise outage from error
+                raise CodecError(f"unknown writer schema id {schema_id} on {self.spec.name}: {error}") from error
+            try:
+                writer = fastavro.parse_schema(json.loads(registered.schema_str))
+            except (ValueError, TypeError, KeyError, fastavro.schema.SchemaParseException) as error:
+                raise CodecError(f"writer schema id {schema_id} is not Avro this codec reads: {error}") from error
+            self._writers[schema_id] = writer
+        return writer
 
     def decode(self, data: bytes | None) -> dict:
         """The record; CodecError for a message that is malformed (not framed, truncated, an id the
@@ -115,21 +136,22 @@ class AvroCodec:
         registry can not answer now (the message may be fine: retry it)."""
         if not data:
             raise CodecError(f"empty message on {self.spec.name}")
-        if data[0] != MAGIC_BYTE or len(data) < 5:
+        if data[0] != MAGIC_BYTE or len(data) <= 5:
             raise CodecError(
-                f"not Confluent-framed Avro on {self.spec.name} (first byte {data[0]}, expected {MAGIC_BYTE})"
+                f"not Confluent-framed Avro on {self.spec.name} (first byte {data[0]}, expected {MAGIC_BYTE}, "
+                f"{len(data)} bytes)"
             )
+        writer = self._writer_schema(int.from_bytes(data[1:5], "big"))
+        payload = BytesIO(data[5:])
         try:
-            record = self._deserializer(data, self._context)
+            record = fastavro.schemaless_reader(payload, writer, None)
         except Exception as error:  # fastavro raises a variety of plain exceptions on bad bytes
-            outage = decoding_outage(error)
-            if outage is not None:
-                raise outage from error
-            if isinstance(error, SchemaRegistryError):  # 404
-                raise CodecError(f"unknown writer schema id {int.from_bytes(data[1:5], 'big')}: {error}") from error
             raise CodecError(f"cannot decode {self.spec.schema} on {self.spec.name}: {error}") from error
         if not isinstance(record, dict):
             raise CodecError(f"decoded {self.spec.name} value is not a record")
+        if payload.tell() != len(data) - 5:
+            raise CodecError(f"{len(data) - 5 - payload.tell()} bytes left over after the {self.spec.schema} record "
+                             f"on {self.spec.name}")
         return record
 
 

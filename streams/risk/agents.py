@@ -63,7 +63,7 @@ _mirror: dict = {"history": None, "pending": None}
 _progress: dict = {"client": None}
 _bars_read: dict[int, int] = {}  # market.bars partition -> the offset after the last bar handled
 _consensus = {"seen": time.monotonic(), "checked": 0.0}  # when a consensus worker was last seen running
-_silent: dict = {"symbols": set()}
+_silent: dict = {"symbols": set(), "warned": False}
 # backtest results are read through Redis: a repeat of the same parameters skips the C++ run
 memory = TieredStore(settings, agent=AGENT, access_log=AccessLog(settings, AGENT))
 
@@ -112,9 +112,12 @@ async def judge_now() -> None:
     pending = _pending()
     before = set(pending)
     silent, state = silent_symbols(), _state()
-    if silent and not _silent["symbols"] and pending:
+    if not silent:
+        _silent["warned"] = False
+    elif pending and not _silent["warned"]:  # said once per silence, when it first decides something
         log.warning("risk: no consensus worker has run for %.0f s: decisions no longer wait for other symbols' "
                     "earlier ones", risk_settings.max_wait_s)
+        _silent["warned"] = True
     _silent["symbols"] = silent
     state, judged = sequencer.judge_ready(state, pending, _history(), risk_settings, settings.broker, silent)
     for verdict, _order in judged:

@@ -64,6 +64,20 @@ def test_undecodable_bytes_are_codec_errors(client, data):
         AvroCodec(topic_spec("market.ticks"), client).decode(data)
 
 
+def test_truncated_or_overlong_records_are_codec_errors(client):
+    codec = AvroCodec(topic_spec("market.ticks"), client)
+    data = codec.encode(fixtures.tick())
+    with pytest.raises(CodecError, match="cannot decode MarketTick"):
+        codec.decode(data[:-3])
+    with pytest.raises(CodecError, match="2 bytes left over"):
+        codec.decode(data + b"\x00\x00")
+
+
+def test_unknown_writer_schema_id_is_a_codec_error_naming_it(client):
+    with pytest.raises(CodecError, match="unknown writer schema id 9999"):
+        AvroCodec(topic_spec("market.ticks"), client).decode(b"\x00" + (9999).to_bytes(4, "big") + b"\x02" * 20)
+
+
 def test_unregistered_subject_is_refused_without_auto_register():
     client = registry_client(f"mock://empty-{uuid.uuid4().hex}")
     with pytest.raises(RegistryError, match="algo provision"):

@@ -238,6 +238,10 @@ from streams.memory.cli import memory  # noqa: E402
 
 cli.add_command(memory)
 
+from streams.bus.cli import deadletter  # noqa: E402
+
+cli.add_command(deadletter)
+
 
 def main() -> None:
     cli(prog_name="algo")

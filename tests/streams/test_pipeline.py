@@ -99,6 +99,19 @@ def test_undecodable_tick_goes_to_dead_letter_and_pipeline_keeps_running(workers
                           and r["partition"] == partition)
     assert letter["value"] == garbage and letter["key"] == b"GARBAGE" and letter["agent"] == "bars"
     assert letter["error_type"] == "CodecError" and letter["error"]
+    # `algo deadletter` finds it and re-drives it to its partition; still bad, it is dead-lettered again
+    listed = subprocess.run([sys.executable, "-m", "ops.cli", "deadletter", "list", "--topic", "market.ticks",
+                             "--agent", "bars", "--limit", "1000", "--format", "json"], cwd=ROOT, check=True,
+                            capture_output=True, text=True, timeout=60).stdout
+    [letter_id] = [row["id"] for row in map(json.loads, listed.splitlines())
+                   if (row["source_partition"], row["source_offset"]) == (partition, offset)]
+    replayed = json.loads(subprocess.run([sys.executable, "-m", "ops.cli", "deadletter", "replay", letter_id, "--json"],
+                                         cwd=ROOT, check=True, capture_output=True, text=True, timeout=60).stdout)
+    [landed] = replayed["replayed"]
+    assert landed["topic"] == "market.ticks" and landed["partition"] == partition and landed["offset"] > offset
+    again = dead_letters(provisioned, lambda r: r["source_topic"] == "market.ticks" and r["offset"] == landed["offset"]
+                         and r["partition"] == partition)
+    assert again["value"] == garbage and again["agent"] == "bars"
     # still running: new ticks still become bars
     symbol = f"K{uuid.uuid4().hex[:6].upper()}"
     csv = tmp_path / f"{symbol.lower()}.csv"

@@ -1,5 +1,5 @@
 """A Faust agent built like the project's agents (streams.app: the same app settings, raw topics,
-decode_or_dead_letter, an Avro codec, streams.app.produce, one event at a time), doing decode ->
+decode_or_dead_letter, an Avro codec, a Faust topic's send, one event at a time), doing decode ->
 transform -> encode -> produce from market.ticks to the raw topic bench.echo (pipeline.py creates it); benchmarks/pipeline.py compares it with a
 plain confluent-kafka loop doing the same work. Run it as a worker:
 
@@ -18,10 +18,11 @@ configure(worker="echo")
 
 from faust import Worker  # noqa: E402
 
-from streams.app import app, codecs, decode_or_dead_letter, produce, raw_topic  # noqa: E402
+from streams.app import app, codecs, decode_or_dead_letter, raw_topic  # noqa: E402
 
 ECHO_TOPIC = "bench.echo"
 ticks = raw_topic("market.ticks")
+echo = app.topic(ECHO_TOPIC, key_serializer="raw", value_serializer="raw", partitions=3)
 
 
 def transform(tick: dict) -> dict:
@@ -35,7 +36,7 @@ async def echo_ticks(stream):
     async for event in stream.events():
         tick = await decode_or_dead_letter(event, "echo")
         if tick is not None:
-            await produce(ECHO_TOPIC, event.message.key, codec.encode(transform(tick)))
+            await echo.send(key=event.message.key, value=codec.encode(transform(tick)))
 
 
 if __name__ == "__main__":

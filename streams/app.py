@@ -59,26 +59,15 @@ async def encode_when_available(codec: AvroCodec, record: dict) -> bytes:
         return await until_available(asyncio.to_thread, codec.encode, record, what=f"encoding for {codec.spec.name}")
 
 
-async def produce(topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
-    """Hands encoded bytes to Faust's producer without Faust's per-message topic machinery (a profile
-    of an echo agent spent 15% of its time there). Delivery is not awaited: Faust flushes its producer
-    before it commits offsets, so at-least-once holds."""
-    producer = await app.maybe_start_producer()
-    await producer.send(topic, key, value, partition, None, None)
-
-
 class AvroTopic(faust.Topic):
     """Encodes a dict value before Faust sees it, so a registry outage makes the sender wait instead
     of failing inside Faust's producer."""
 
-    async def send(self, *, key=None, value=None, partition=None, value_serializer=None, **kwargs):
+    async def send(self, *, value=None, value_serializer=None, **kwargs):
         if isinstance(value, dict):
             value = await encode_when_available(codecs.for_topic(self.get_topic_name()), value)
             value_serializer = "raw"
-            if not kwargs and isinstance(key, (bytes, type(None))):
-                return await produce(self.get_topic_name(), key, value, partition)
-        return await super().send(key=key, value=value, partition=partition, value_serializer=value_serializer,
-                                  **kwargs)
+        return await super().send(value=value, value_serializer=value_serializer, **kwargs)
 
 
 def avro_topic(name: str) -> faust.TopicT:

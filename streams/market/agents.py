@@ -22,7 +22,7 @@ from faust.types import TP
 
 from streams.app import app, avro_topic, dead_letter_on_failure, decode_or_dead_letter, log, raw_topic, settings
 from streams.errors import CodecError
-from streams.market.bars import apply_tick, bar_record, bar_version, to_micros
+from streams.market.bars import apply_tick, bar_record, bar_version, check_tick, to_micros
 
 AGENT = "bars"
 ticks_topic = raw_topic("market.ticks")
@@ -61,6 +61,7 @@ async def aggregate_bars(stream):
                 tick = await decode_or_dead_letter(event, AGENT)
                 if tick is None:
                     continue
+                check_tick(tick)  # a DataError dead-letters the tick with its reason
                 symbol = tick["symbol"]
                 previous = touched[symbol][0] if symbol in touched else symbol_to_open_bar.get(symbol)
                 state, closed = apply_tick(previous, tick, interval, interval_s)

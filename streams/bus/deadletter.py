@@ -17,12 +17,21 @@ from streams.settings import Settings
 
 DEAD_LETTER_TOPIC = "dead-letter"
 REPLAYED_FROM_HEADER = "algo-replayed-from"
+# the largest value a dead letter keeps: the letter must fit the producers' 1 MiB request limit
+# (aiokafka's max_request_size), while the broker takes messages of up to 8 MiB
+MAX_KEPT_VALUE_BYTES = 512 * 1024
 
 
 def dead_letter_record(
     *, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, agent: str, error: Exception
 ) -> dict:
-    """The DeadLetter message (schemas/avro/DeadLetter.avsc) for one rejected message."""
+    """The DeadLetter message (schemas/avro/DeadLetter.avsc) for one rejected message. A value over
+    MAX_KEPT_VALUE_BYTES is not copied (the reason says where the original is)."""
+    reason = str(error) or repr(error)
+    if value is not None and len(value) > MAX_KEPT_VALUE_BYTES:
+        reason += (f" [the value, {len(value):,} bytes, is too large to keep in a dead letter: "
+                   f"it stays at {topic}[{partition}]@{offset}]")
+        value = None
     return {
         "source_topic": topic,
         "partition": int(partition),
@@ -30,8 +39,8 @@ def dead_letter_record(
         "ts": datetime.now(timezone.utc),
         "agent": agent,
         "error_type": type(error).__name__,
-        "error": str(error) or repr(error),
-        "key": bytes(key) if key is not None else None,
+        "error": reason[:10_000],
+        "key": bytes(key)[:MAX_KEPT_VALUE_BYTES] if key is not None else None,
         "value": bytes(value) if value is not None else None,
     }
 
@@ -243,7 +252,8 @@ def replay_dead_letters(settings: Settings, letters: list[DeadLetter], *, dry_ru
     for letter in letters:
         if letter.record["partition"] < 0 or letter.record["value"] is None:
             raise DeadLetterError(f"dead letter {letter.id} cannot be replayed: "
-                                  + ("its source is unknown" if letter.record["partition"] < 0 else "it has no value"))
+                                  + ("its source is unknown" if letter.record["partition"] < 0 else
+                                     "it keeps no value (none, or one too large to keep: see its error)"))
     if dry_run:
         outcomes = [ReplayOutcome(l.id, l.record["source_topic"], l.record["partition"], None) for l in letters]
         for outcome in outcomes:

@@ -141,3 +141,16 @@ def read_topic(settings, topic: str, expect: int, timeout: float = 10) -> list:
     finally:
         consumer.close()
     return messages
+
+
+def test_a_value_too_large_to_keep_is_left_at_its_source_and_the_reason_says_where():
+    from streams.bus.deadletter import MAX_KEPT_VALUE_BYTES
+
+    kept = dead_letter_record(topic="market.ticks", partition=1, offset=9, key=b"K", value=b"\x00" * MAX_KEPT_VALUE_BYTES,
+                              agent="bars", error=CodecError("unknown writer schema id 0"))
+    assert kept["value"] == b"\x00" * MAX_KEPT_VALUE_BYTES
+    huge = dead_letter_record(topic="market.ticks", partition=1, offset=9, key=b"K", value=b"\x00" * (5 << 20),
+                              agent="bars", error=CodecError("unknown writer schema id 0"))
+    assert huge["value"] is None
+    assert huge["error"] == ("unknown writer schema id 0 [the value, 5,242,880 bytes, is too large to keep in a "
+                             "dead letter: it stays at market.ticks[1]@9]")

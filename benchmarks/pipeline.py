@@ -20,7 +20,6 @@ Writes the object to benchmarks/results/pipeline.json.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import subprocess
 import sys
@@ -60,22 +59,32 @@ def total(offsets: list[TopicPartition]) -> int:
     return sum(tp.offset for tp in offsets)
 
 
-def publish_ticks(settings, codec, n: int) -> None:
+def publish(settings, topic: str, messages) -> None:
+    """(key, value) pairs to `topic` as fast as the producer takes them (murmur2, like Faust)."""
     producer = Producer(settings.kafka_config({"linger.ms": 20, "partitioner": "murmur2_random", "log_level": 3}))
-    run = uuid.uuid4().hex[:4].upper()
-    t0 = 1_600_000_000_000_000
-    for i in range(n):
-        symbol = f"E{run}{i % 12:02d}"
-        tick = {"symbol": symbol, "ts": from_micros(t0 + i * 1_000_000), "price": 100.0 + i % 50, "size": 1.0,
-                "source": f"bench-{run}", "seq": i}
+    for key, value in messages:
         while True:
             try:
-                producer.produce("market.ticks", key=symbol.encode(), value=codec.encode(tick))
+                producer.produce(topic, key=key, value=value)
                 break
             except BufferError:
                 producer.poll(0.05)
         producer.poll(0)
     producer.flush(60)
+
+
+def publish_ticks(settings, codec, n: int) -> None:
+    run = uuid.uuid4().hex[:4].upper()
+    t0 = 1_600_000_000_000_000
+
+    def ticks():
+        for i in range(n):
+            symbol = f"E{run}{i % 12:02d}"
+            yield symbol.encode(), codec.encode({"symbol": symbol, "ts": from_micros(t0 + i * 1_000_000),
+                                                 "price": 100.0 + i % 50, "size": 1.0, "source": f"bench-{run}",
+                                                 "seq": i})
+
+    publish(settings, "market.ticks", ticks())
 
 
 def raw_loop(settings, codec, starts: list[TopicPartition], n: int) -> float:
@@ -162,38 +171,14 @@ def group_committed(settings, group: str, topic: str) -> int:
 
 
 def scale_out(settings, counts: tuple[int, ...], n: int, log_dir: Path) -> list[dict]:
-    """Ticks/s through the bar agent with 1, 2, ... processes in one consumer group: the workers
-    start at the topic's end, then `n` ticks are published as fast as possible; timed from the
-    first publish until the group has committed them all."""
-    from benchmarks.workers import start_worker
-    from ops.demo import remove_run_state
+    """Ticks/s through the bar agent with 1, 2, ... processes in one consumer group
+    (benchmarks/scale_out.py measures every symbol-keyed agent the same way)."""
+    from benchmarks.scale_out import measure
 
-    codec = CodecRegistry(settings.schema_registry_url).for_topic("market.ticks")
     rows = []
     for count in counts:
-        app_id = f"bench-{uuid.uuid4().hex[:8]}"
-        group = f"{app_id}-bars"
-        probe = Consumer(settings.kafka_config({"group.id": group, "enable.auto.commit": False, "log_level": 3}))
-        probe.commit(offsets=topic_ends(probe, "market.ticks"), asynchronous=False)
-        env = {"ALGO_APP_ID": app_id, "ALGO_OFFSET_RESET": "latest", "BAR_IDLE_CLOSE_S": "3600"}
-        workers = [start_worker("bars", log_dir / f"scale-{count}-{i}.log", env) for i in range(count)]
-        try:
-            time.sleep(3)  # the group settles on its members
-            started = time.perf_counter()
-            publish_ticks(settings, codec, n)
-            target = total(topic_ends(probe, "market.ticks"))
-            while group_committed(settings, group, "market.ticks") < target:
-                time.sleep(0.1)
-            seconds = time.perf_counter() - started
-        finally:
-            for worker in workers:
-                worker.terminate()
-            for worker in workers:
-                worker.wait(30)
-            probe.close()
-            remove_run_state(dataclasses.replace(settings, app_id=app_id))
-        rows.append({"bar_workers": count, "ticks": n, "seconds": round(seconds, 2),
-                     "ticks_per_s": round(n / seconds, 1)})
+        row = measure(settings, "bars", count, n, log_dir)
+        rows.append({"bar_workers": count, "ticks": n, "seconds": row["seconds"], "ticks_per_s": row["messages_per_s"]})
     return rows
 
 

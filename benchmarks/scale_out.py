@@ -25,9 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from confluent_kafka import Consumer, Producer  # noqa: E402
+from confluent_kafka import Consumer  # noqa: E402
 
-from benchmarks.pipeline import git_commit, group_committed, publish_ticks, topic_ends, total  # noqa: E402
+from benchmarks.pipeline import git_commit, group_committed, publish, publish_ticks, topic_ends, total  # noqa: E402
 from streams.bus.codecs import CodecRegistry  # noqa: E402
 from streams.market.bars import from_micros  # noqa: E402
 from streams.settings import get_settings  # noqa: E402
@@ -40,25 +40,20 @@ DAY_US = 86_400 * 1_000_000
 def publish_bars(settings, codec, n: int, symbols: int = 24) -> None:
     """`n` daily bars of this deployment's interval, round-robin over `symbols` symbols in time order
     (a random walk, so the signal agents have something to vote on)."""
-    producer = Producer(settings.kafka_config({"linger.ms": 20, "partitioner": "murmur2_random", "log_level": 3}))
     run = uuid.uuid4().hex[:4].upper()
     t0, price = 1_262_304_000_000_000, [100.0] * symbols  # 2010-01-01
-    for i in range(n):
-        s, day = i % symbols, i // symbols
-        symbol = f"BENCH{run}{s:02d}"
-        step = ((i * 7919) % 13 - 6) / 200.0
-        open_, price[s] = price[s], max(1.0, price[s] * (1 + step))
-        bar = {"symbol": symbol, "interval": settings.bar_interval, "ts": from_micros(t0 + day * DAY_US),
-               "open": open_, "high": max(open_, price[s]) * 1.01, "low": min(open_, price[s]) * 0.99,
-               "close": price[s], "volume": 1000.0 + i % 97, "tick_count": 4}
-        while True:
-            try:
-                producer.produce("market.bars", key=symbol.encode(), value=codec.encode(bar))
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
-    producer.flush(60)
+
+    def bars():
+        for i in range(n):
+            s, day = i % symbols, i // symbols
+            symbol = f"BENCH{run}{s:02d}"
+            open_, price[s] = price[s], max(1.0, price[s] * (1 + ((i * 7919) % 13 - 6) / 200.0))
+            yield symbol.encode(), codec.encode({
+                "symbol": symbol, "interval": settings.bar_interval, "ts": from_micros(t0 + day * DAY_US),
+                "open": open_, "high": max(open_, price[s]) * 1.01, "low": min(open_, price[s]) * 0.99,
+                "close": price[s], "volume": 1000.0 + i % 97, "tick_count": 4})
+
+    publish(settings, "market.bars", bars())
 
 
 def measure(settings, agent: str, workers: int, n: int, log_dir: Path) -> dict:

@@ -135,6 +135,13 @@ def audit(settings, replay: PacedReplay, starts, run: str) -> dict:
             "seconds_without_acks": round(max(b - a for a, b in zip(times, times[1:])), 1)}
 
 
+def begin(settings, logs) -> tuple[str, str, list, PacedReplay, dict[str, Worker]]:
+    """A scenario's run tag, app id, market.ticks start offsets, replay (not started) and workers."""
+    run, app_id = uuid.uuid4().hex[:5].upper(), f"test-{uuid.uuid4().hex[:8]}"
+    starts = ends(settings, "market.ticks")
+    return run, app_id, starts, PacedReplay(settings, run), start_workers(settings, app_id, logs, starts)
+
+
 def start_workers(settings, app_id: str, logs, starts) -> dict[str, Worker]:
     # offsets committed first: a restarted worker resumes where its group stopped, never at the end
     commit_offsets(settings, f"{app_id}-bars", starts)
@@ -164,10 +171,7 @@ def assert_none_lost_or_repeated(figures: dict) -> None:
 
 @pytest.mark.timeout(600)
 def test_a_killed_broker_loses_no_acknowledged_tick_and_every_bar_lands_whole(provisioned, tmp_path):
-    run, app_id = uuid.uuid4().hex[:5].upper(), f"test-{uuid.uuid4().hex[:8]}"
-    starts = ends(provisioned, "market.ticks")
-    replay = PacedReplay(provisioned, run)
-    workers = start_workers(provisioned, app_id, tmp_path, starts)
+    run, _, starts, replay, workers = begin(provisioned, tmp_path)
     killed_at = restarted_at = None
     try:
         replay.start_and_wait_for_a_fifth()
@@ -190,10 +194,7 @@ def test_a_killed_broker_loses_no_acknowledged_tick_and_every_bar_lands_whole(pr
 
 @pytest.mark.timeout(600)
 def test_each_worker_killed_mid_replay_and_restarted_loses_and_repeats_nothing(provisioned, tmp_path):
-    run, app_id = uuid.uuid4().hex[:5].upper(), f"test-{uuid.uuid4().hex[:8]}"
-    starts = ends(provisioned, "market.ticks")
-    replay = PacedReplay(provisioned, run)
-    workers = start_workers(provisioned, app_id, tmp_path, starts)
+    run, _, starts, replay, workers = begin(provisioned, tmp_path)
     restarts = {}
     try:
         replay.start_and_wait_for_a_fifth()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 
 import pytest
 from confluent_kafka import Producer
@@ -21,8 +20,8 @@ from confluent_kafka import Producer
 from streams.bus.codecs import CodecRegistry
 from tests import fixtures
 from tests.faults.results import record_scenario
-from tests.faults.test_kills import PacedReplay, assert_none_lost_or_repeated, audit, start_workers, stop_all
-from tests.kafka_tools import Worker, ends
+from tests.faults.test_kills import assert_none_lost_or_repeated, audit, begin, stop_all
+from tests.kafka_tools import Worker
 from tests.streams.test_outages import dead_letters_with_keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -44,7 +43,7 @@ def poison_kinds(codec, valid: bytes, record: dict | None) -> list[tuple[bytes, 
 
 @pytest.mark.timeout(600)
 def test_ten_thousand_poison_messages_are_dead_lettered_with_reasons_and_the_bars_stay_exact(provisioned, tmp_path):
-    run, app_id = uuid.uuid4().hex[:5].upper(), f"test-{uuid.uuid4().hex[:8]}"
+    run, app_id, starts, replay, workers = begin(provisioned, tmp_path)
     ticks_codec = CodecRegistry(provisioned.schema_registry_url).for_topic("market.ticks")
     news_codec = CodecRegistry(provisioned.schema_registry_url).for_topic("news.items")
     some_tick = fixtures.tick(symbol=f"Z{run}")
@@ -54,9 +53,6 @@ def test_ten_thousand_poison_messages_are_dead_lettered_with_reasons_and_the_bar
                + [("news.items", f"ZN{run}-{i}".encode(), *news_kinds[i % len(news_kinds)]) for i in range(POISON_NEWS)])
     poisons = [poisons[i] for i in sorted(range(len(poisons)), key=lambda i: (i * 7919) % len(poisons))]  # mixed
 
-    starts = ends(provisioned, "market.ticks")
-    replay = PacedReplay(provisioned, run)
-    workers = start_workers(provisioned, app_id, tmp_path, starts)
     workers["analyst"] = Worker("analyst", tmp_path / "analyst-1.log", ALGO_APP_ID=app_id)
     huge_key = f"ZH{run}".encode()
     try:

@@ -67,7 +67,14 @@ class AvroTopic(faust.Topic):
         if isinstance(value, dict):
             value = await encode_when_available(codecs.for_topic(self.get_topic_name()), value)
             value_serializer = "raw"
-        return await super().send(value=value, value_serializer=value_serializer, **kwargs)
+        try:
+            return await super().send(value=value, value_serializer=value_serializer, **kwargs)
+        except faust.exceptions.NotReady:
+            # a timer still running while the worker stops (its producer already stopped): the send is
+            # cancelled with the timer, which Faust takes as a normal end, not a crash
+            if app.should_stop:
+                raise asyncio.CancelledError(f"{self.get_topic_name()}: the worker is stopping") from None
+            raise
 
 
 def avro_topic(name: str) -> faust.TopicT:

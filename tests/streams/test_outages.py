@@ -102,6 +102,23 @@ async def test_avro_topic_send_waits_for_the_registry_then_sends_the_encoded_byt
     assert registry.failures == []
 
 
+async def test_a_send_after_the_producer_stopped_ends_the_timer_quietly_only_while_the_worker_stops(
+        monkeypatch, app_module):
+    import faust
+    from faust.exceptions import NotReady
+
+    async def stopped_producer(self, **kwargs):
+        raise NotReady("Producer service not yet started")
+
+    monkeypatch.setattr(faust.Topic, "send", stopped_producer)
+    topic = app_module.avro_topic("market.ticks")
+    with pytest.raises(NotReady):  # not stopping: a real fault, left to Faust
+        await topic.send(key=b"AAPL", value=b"raw bytes")
+    monkeypatch.setattr(type(app_module.app), "should_stop", property(lambda self: True))
+    with pytest.raises(asyncio.CancelledError, match="the worker is stopping"):
+        await topic.send(key=b"AAPL", value=b"raw bytes")
+
+
 async def test_an_error_of_the_message_is_dead_lettered_and_the_agent_goes_on(app_module):
     event = event_of("consensus.decisions", b"")
     for error in (PersistenceError("market_data lookup: permission denied"), KeyError("symbol")):

@@ -126,7 +126,8 @@ async def aggregate_bars(stream):
         for partition, event in last_event_of.items():  # after the bars: the changelog keeps the order
             with attributed_to(event):
                 symbol_to_open_bar[next_offset_key(partition)] = next_offset[partition]
-            _ticks_read[partition] = next_offset[partition]
+        for event in events:  # skipped re-deliveries count as read too, or idle closes would wait for a new tick
+            _ticks_read[event.message.partition] = event.message.offset + 1
 
 
 def log_end(partition: int) -> int | None:

@@ -16,6 +16,7 @@ import faust
 
 from streams.bus.codecs import AvroCodec, CodecRegistry, FaustAvroCodec
 from streams.bus.deadletter import dead_letter_record
+from streams.bus.gaps import StreamGaps, committed_offsets, read_range
 from streams.errors import CodecError, ServiceUnavailable
 from streams.outages import until_available
 from streams.settings import get_settings
@@ -88,6 +89,81 @@ def raw_topic(name: str) -> faust.TopicT:
 
 
 dead_letter_topic = avro_topic("dead-letter")
+
+
+# Faust 0.15.3 can skip a message of a partition it hands over in a rebalance (streams.bus.gaps):
+# each stream read through events_without_gaps notes what it yielded per partition, and where each
+# newly assigned partition starts (its committed offset, read at the assignment), and reads back
+# what the consumer skipped.
+_gap_guards: list[StreamGaps] = []
+_partition_starts: dict[tuple[str, int], int] = {}
+_assignment: dict = {"partitions": set(), "ready": None}
+
+
+@app.on_partitions_assigned.connect
+async def note_partition_starts(sender, assigned, **_kwargs) -> None:
+    guarded = {topic for guard in _gap_guards for topic in guard.topics}
+    keys = {(tp.topic, tp.partition) for tp in assigned if tp.topic in guarded}
+    newly = keys - _assignment["partitions"]
+    _assignment["partitions"] = keys
+    ready = _assignment["ready"] = asyncio.Event()  # a stream's events wait until the starts are known
+    for guard in _gap_guards:
+        guard.forget(newly)
+    for key in newly:
+        _partition_starts.pop(key, None)
+    try:
+        _partition_starts.update(await asyncio.wait_for(
+            asyncio.to_thread(committed_offsets, settings.kafka_config(), app.conf.id, newly), 20))
+    except (ServiceUnavailable, asyncio.TimeoutError) as error:
+        log.warning("cannot read where the newly assigned partitions start (%s): a message the consumer skips "
+                    "there now goes unnoticed", error)
+    finally:
+        ready.set()
+
+
+async def _read_back(guard: StreamGaps, event: faust.EventT, agent: str) -> list:
+    message = event.message
+    ready = _assignment["ready"]
+    if ready is not None and not ready.is_set():
+        await ready.wait()
+    missing = guard.missing(message.topic, message.partition, message.offset)
+    if missing is None:
+        return []
+    fetched = await until_available(asyncio.to_thread, read_range, settings.kafka_config(), message.topic,
+                                    message.partition, *missing,
+                                    what=f"{agent} reading back {message.topic}[{message.partition}]")
+    log.warning("%s: the stream skipped %s[%s] offsets %d..%d; %d message(s) read back from the broker", agent,
+                message.topic, message.partition, missing[0], missing[1] - 1, len(fetched))
+    return fetched
+
+
+def _guard(stream) -> StreamGaps:
+    guard = StreamGaps(starts=_partition_starts, topics=frozenset(getattr(stream.channel, "topics", ())))
+    _gap_guards.append(guard)
+    return guard
+
+
+async def events_without_gaps(stream, agent: str):
+    """stream.events(), with any message the consumer skipped read back from the broker and yielded
+    before the one after it. A read-back message is a streams.bus.gaps.FetchedEvent (its .message
+    has topic, partition, offset, key and value, as the dead-letter helpers need)."""
+    guard = _guard(stream)
+    async for event in stream.events():
+        for fetched in await _read_back(guard, event, agent):
+            yield fetched
+        yield event
+
+
+async def batches_without_gaps(stream, size: int, within: float, agent: str):
+    """stream.take_events(size, within), each batch with the messages the consumer skipped read back
+    and put before the one after them."""
+    guard = _guard(stream)
+    async for events in stream.take_events(size, within=within):
+        batch = []
+        for event in events:
+            batch.extend(await _read_back(guard, event, agent))
+            batch.append(event)
+        yield batch
 
 
 async def send_dead_letter(event: faust.EventT, agent: str, error: Exception) -> None:

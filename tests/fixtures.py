@@ -86,3 +86,16 @@ def ohlcv(n: int = 400, seed: int = 0, drift: float = 0.0003, vol: float = 0.012
     dates = pd.bdate_range(start, periods=n)
     return pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), "open": open_, "high": high, "low": low, "close": close,
                          "volume": rng.integers(1_000, 100_000, n).astype(float)})
+
+
+def with_small_policy(settings, label: str):
+    """`settings` under a model namespace of its own holding one small PPO policy (256 steps on the
+    bundled S&P 500), for tests that run the quant agent."""
+    import dataclasses
+
+    from streams.market.datasets import load_dataset
+    from streams.quant.train import train_and_register
+
+    namespaced = dataclasses.replace(settings, model_namespace=f"{settings.app_id}-{label}")
+    train_and_register(namespaced, load_dataset("sp500"), f"test:{label}", timesteps=256, seed=0)
+    return namespaced

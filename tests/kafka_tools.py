@@ -89,21 +89,26 @@ def all_matching(settings, topic: str, predicate, count: int, timeout: float = 6
 
 
 class Worker:
-    """`algo worker NAME` in its own process and consumer group (starting at the topic ends)."""
+    """`algo worker NAME` in its own process and consumer group (starting at the topic ends).
+    With wait=False the caller waits (`wait_ready`), so that several can start at once."""
 
-    def __init__(self, name: str, log_path: Path, **env: str) -> None:
-        self.log_path = log_path
+    def __init__(self, name: str, log_path: Path, wait: bool = True, **env: str) -> None:
+        self.name, self.log_path = name, log_path
         self.environment = env
         environment = {**os.environ, "ALGO_APP_ID": f"test-{uuid.uuid4().hex[:8]}", "ALGO_OFFSET_RESET": "latest",
                        "BAR_IDLE_CLOSE_S": "1", **env}
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "ops.cli", "worker", name], cwd=ROOT,
                                             env=environment, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while b"[^Worker]: Ready" not in log_path.read_bytes():
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while b"[^Worker]: Ready" not in self.log_path.read_bytes():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.process.kill()
-                pytest.fail(f"worker {name} did not become ready:\n{self.log()[-3000:]}")
+                pytest.fail(f"worker {self.name} did not become ready:\n{self.log()[-3000:]}")
             time.sleep(0.5)
 
     def log(self) -> str:

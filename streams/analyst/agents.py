@@ -9,7 +9,8 @@ import torch
 
 from streams.analyst.chain import AGENT
 from streams.analyst.service import Analyst
-from streams.app import app, avro_topic, dead_letter_on_failure, decode_or_dead_letter, log, raw_topic, settings
+from streams.app import (app, avro_topic, dead_letter_on_failure, decode_or_dead_letter, events_without_gaps, log,
+    raw_topic, settings)
 from streams.memory.store import AccessLog, TieredStore
 from streams.outages import until_available
 
@@ -26,7 +27,7 @@ memory = TieredStore(settings, agent=AGENT, access_log=AccessLog(settings, AGENT
 
 @app.agent(news_topic, name="analyst_vote")
 async def analyst_vote(stream):
-    async for event in stream.events():
+    async for event in events_without_gaps(stream, AGENT):
         async with dead_letter_on_failure(event, AGENT):
             item = await decode_or_dead_letter(event, AGENT)
             if item is None:

@@ -19,8 +19,8 @@ import contextlib
 
 import psycopg
 
-from streams.app import (app, avro_topic, dead_letter_on_failure, decode_bar_or_dead_letter, decode_or_dead_letter, log,
-                         raw_topic, settings)
+from streams.app import (app, avro_topic, dead_letter_on_failure, decode_bar_or_dead_letter, decode_or_dead_letter,
+    events_without_gaps, log, raw_topic, settings)
 from streams.errors import PersistenceError, ServiceUnavailable
 from streams.market.bars import from_micros
 from streams.outages import first_line, postgres_errors, until_available
@@ -93,7 +93,7 @@ async def next_bar_in_vault(order: dict) -> dict | None:
 
 @app.agent(verdicts_topic, name="broker_place_orders")
 async def place_orders(stream):
-    async for event in stream.events():
+    async for event in events_without_gaps(stream, AGENT):
         async with dead_letter_on_failure(event, AGENT):
             verdict = await decode_or_dead_letter(event, AGENT)
             if verdict is None:
@@ -123,7 +123,7 @@ async def place_orders(stream):
 
 @app.agent(bars_topic, name="broker_fill_orders")
 async def fill_orders(stream):
-    async for event in stream.events():
+    async for event in events_without_gaps(stream, AGENT):
         async with dead_letter_on_failure(event, AGENT):
             bar = await decode_bar_or_dead_letter(event, AGENT)
             if bar is None:

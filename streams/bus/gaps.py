@@ -11,11 +11,17 @@ then one of three cases:
   missing range straight from the broker and apply it first.
 
 The classification is pure; `read_range` is the broker read, with confluent-kafka in a thread.
+
+Agents without such a table use `StreamGaps`, which needs no state of its own: it remembers, per
+partition, the offset after the last message its stream yielded, and where the partition started
+when this worker was assigned it (the group's committed offset, read at the assignment). A message
+above that is a gap: the missing range is read back and handed over first. A message below it is a
+re-delivery and goes through (those agents are idempotent: derived ids, sinks that drop repeats).
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Mapping
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -88,3 +94,43 @@ def read_range(kafka_config: Mapping[str, object], topic: str, partition: int, s
         raise ServiceUnavailable(KAFKA, f"reading {topic}[{partition}] {start}..{end}: {error}") from error
     finally:
         consumer.close()
+
+
+@dataclass
+class StreamGaps:
+    """Per (topic, partition): the offset after the last message a stream yielded, for one stream.
+    `starts` are the committed offsets read when partitions were assigned (shared by the worker's
+    streams, reset at each assignment through `forget`)."""
+    starts: dict[tuple[str, int], int] = field(default_factory=dict)
+    topics: frozenset[str] = frozenset()
+    expected: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def missing(self, topic: str, partition: int, offset: int) -> tuple[int, int] | None:
+        """The range [start, offset) the stream skipped before this message, or None; then notes it."""
+        key = (topic, partition)
+        start = self.expected.get(key, self.starts.get(key))
+        self.expected[key] = max(offset + 1, self.expected.get(key, 0))
+        if start is None or start < 0 or offset <= start:
+            return None
+        return start, offset
+
+    def forget(self, assigned: set[tuple[str, int]]) -> None:
+        """A new assignment: what this stream noted of the newly assigned partitions no longer holds."""
+        for key in assigned:
+            self.expected.pop(key, None)
+
+
+def committed_offsets(kafka_config: Mapping[str, object], group: str,
+                      partitions: set[tuple[str, int]], timeout_s: float = 10.0) -> dict[tuple[str, int], int]:
+    """Group `group`'s committed offset of each (topic, partition) that has one. Blocking: call it in
+    a thread. Reading offsets does not join the group."""
+    if not partitions:
+        return {}
+    consumer = Consumer({**kafka_config, "group.id": group, "enable.auto.commit": False, "log_level": 3})
+    try:
+        found = consumer.committed([TopicPartition(t, p) for t, p in sorted(partitions)], timeout=timeout_s)
+    except KafkaException as error:
+        raise ServiceUnavailable(KAFKA, f"reading {group}'s committed offsets: {error}") from error
+    finally:
+        consumer.close()
+    return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}

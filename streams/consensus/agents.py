@@ -22,8 +22,8 @@ import time
 
 import psycopg
 
-from streams.app import (app, avro_topic, dead_letter_on_failure, decode_bar_or_dead_letter, decode_or_dead_letter, log,
-                         raw_topic, settings)
+from streams.app import (app, avro_topic, dead_letter_on_failure, decode_bar_or_dead_letter, decode_or_dead_letter,
+    events_without_gaps, log, raw_topic, settings)
 from streams.bus.progress import StreamProgress, wait_drained, wait_read_through
 from streams.consensus import event_time
 from streams.consensus.vote import hit_rate
@@ -108,7 +108,7 @@ async def decide_symbol(symbol: str) -> None:
 
 @app.agent(bars_topic, name="consensus_bars")
 async def take_bars(stream):
-    async for event in stream.events():
+    async for event in events_without_gaps(stream, AGENT):
         async with dead_letter_on_failure(event, AGENT):
             bar = await decode_bar_or_dead_letter(event, AGENT)
             if bar is None:
@@ -120,7 +120,7 @@ async def take_bars(stream):
 
 @app.agent(signals_topic, name="consensus_decide")
 async def take_votes(stream):
-    async for event in stream.events():
+    async for event in events_without_gaps(stream, AGENT):
         try:
             async with dead_letter_on_failure(event, AGENT):
                 signal = await decode_or_dead_letter(event, AGENT)

@@ -47,12 +47,11 @@ def _entry(state: dict, ts_us: int) -> dict:
 
 
 def on_bar(state: dict | None, bar: dict) -> dict:
-    """The state after a bar of market.bars. A bar older than the newest one seen starts a new
-    replay (the symbol starts over); one at or before the last decided bar changes nothing."""
+    """The state after a bar of market.bars. One at or before the last decided bar changes nothing,
+    and an older one still pending keeps its votes: a bar seen again is a re-delivery after a crash
+    (a new replay of a period runs under a fresh app id, with fresh state)."""
     state = state or new_state()
     ts_us, close = to_micros(bar["ts"]), float(bar["close"])
-    if state["last_bar_us"] is not None and ts_us < state["last_bar_us"]:
-        state = new_state()
     if state["decided_us"] is not None and ts_us <= state["decided_us"]:
         return state
     entry = {**_entry(state, ts_us), "close": close}
@@ -82,11 +81,8 @@ def on_vote(state: dict | None, signal: dict, rules: ConsensusRules) -> tuple[di
     entry = _entry(state, ts_us)
     if entry["votes"].get(agent, {}).get("signal_id") == vote["signal_id"]:
         return state, False
+    # an older vote not held yet is one sent again after a crash (its first copy lost): it counts
     seen = state["seen"].get(agent)
-    if seen is not None and ts_us < seen and all(v.get("signal_id") != vote["signal_id"]
-                                                  for e in state["pending"].values() for v in e["votes"].values()):
-        # the agent went back in time with a vote not held: a new replay of the symbol starts over
-        return on_vote(new_state(), signal, rules)
     entry = {**entry, "votes": {**entry["votes"], agent: vote}}
     return {**state, "pending": {**state["pending"], str(ts_us): entry},
             "seen": {**state["seen"], agent: ts_us if seen is None else max(seen, ts_us)}}, False

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from prometheus_client import start_http_server
 
 from streams.app import (app, avro_topic, dead_letter_on_failure, decode_bar_or_dead_letter, decode_or_dead_letter,
-                         log, raw_topic, settings)
+    events_without_gaps, log, raw_topic, settings)
 from streams.errors import ModelError
 from streams.memory.model import EvictionPolicy
 from streams.memory.store import TieredStore
@@ -80,7 +80,7 @@ async def start_tiering() -> None:
 
 @app.agent(access_topic, name="memory_observe_accesses")
 async def observe_accesses(stream):
-    async for event in stream.events():
+    async for event in events_without_gaps(stream, AGENT):
         async with dead_letter_on_failure(event, AGENT):
             record = await decode_or_dead_letter(event, AGENT)
             tierer = _tierer()
@@ -91,7 +91,7 @@ async def observe_accesses(stream):
 
 @app.agent(bars_topic, name="memory_track_volatility")
 async def track_volatility(stream):
-    async for event in stream.events():
+    async for event in events_without_gaps(stream, AGENT):
         async with dead_letter_on_failure(event, AGENT):
             bar = await decode_bar_or_dead_letter(event, AGENT)
             tierer = _tierer()

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 
 from streams.quant import model as quant_model
-from streams.app import app, avro_topic, dead_letter_on_failure, decode_bar_or_dead_letter, log, raw_topic, settings
+from streams.app import (app, avro_topic, dead_letter_on_failure, decode_bar_or_dead_letter, events_without_gaps, log,
+    raw_topic, settings)
 from streams.errors import AlgoError
 from streams.market.bars import to_micros
 from streams.quant.features import FeatureSpec
-from streams.quant.vote import advance, vote_on_bar
+from streams.quant.vote import advance, revote, vote_on_bar
 
 AGENT = "quant"
 bars_topic = raw_topic("market.bars")
@@ -76,7 +77,7 @@ async def poll_registry() -> None:
 
 @app.agent(bars_topic, name="quant_vote")
 async def quant_vote(stream):
-    async for event in stream.events():
+    async for event in events_without_gaps(stream, AGENT):
         async with dead_letter_on_failure(event, AGENT):
             bar = await decode_bar_or_dead_letter(event, AGENT)
             if bar is None:
@@ -92,7 +93,16 @@ async def quant_vote(stream):
                     log.warning("quant: no model registered yet (run `algo quant train`); bar not scored")
                 served.skipped += 1
                 continue
-            state, signal = vote_on_bar(symbol_to_quant_state.get(bar["symbol"]), bar, policy)
+            before = symbol_to_quant_state.get(bar["symbol"])
+            if before is not None and to_micros(bar["ts"]) <= before["last_bar_us"]:  # seen: vote again, the same
+                signal = revote(before, bar, policy)
+                if signal is None:
+                    log.warning("quant: %s bar %s is older than the %d kept: not voted on again", bar["symbol"],
+                                bar["ts"], len(before.get("bars_us", [])))
+                else:
+                    await signals_topic.send(key=bar["symbol"].encode(), value=signal)
+                continue
+            state, signal = vote_on_bar(before, bar, policy)
             if state is None:
                 continue
             symbol_to_quant_state[bar["symbol"]] = state

@@ -1,8 +1,11 @@
 """The Quant agent's per-bar logic, as pure functions on plain data (no Kafka, no torch here).
 
-Per symbol the agent keeps {"closes": [...the last `warmup` closes...], "position": the policy's
-own last target sign, "last_bar_us": the newest bar's start}. The policy sees its own previous
-vote as its position, exactly as in training (streams.quant.env), not the paper book.
+Per symbol the agent keeps {"closes": [...the last `warmup` + REVOTE_BARS closes...], "bars_us": their
+bars' starts, "positions_before": the policy's position before each of them, "position": the
+policy's own last target sign, "last_bar_us": the newest bar's start}. The policy sees its own
+previous vote as its position, exactly as in training (streams.quant.env), not the paper book.
+A bar seen before (re-delivered after a crash) is voted on again from what was kept as of that
+bar (`revote`): the same signal as the first time, so a vote lost in the crash is sent after all.
 """
 from __future__ import annotations
 
@@ -17,21 +20,26 @@ from streams.quant.features import FeatureSpec, latest_features
 
 ACTION_OF_SIGN = {1.0: "BUY", 0.0: "HOLD", -1.0: "SELL"}
 POSITION_NAMES = {-1.0: "short", 0.0: "flat", 1.0: "long"}
+# how many bars back a re-delivered bar can still be voted on again (a worker killed before its
+# commit re-reads its last few seconds of bars)
+REVOTE_BARS = 64
 
 
 def advance(state: dict | None, bar_us: int, close: float, spec: FeatureSpec) -> dict | None:
-    """The state after this bar, or None when the bar was already seen (an idle-flushed bar
-    re-published with more ticks), or when its close is not a positive number (it would turn every
-    feature row of the window NaN for `warmup` bars). A bar older than the last one means a replay:
-    start over."""
-    if state is not None and bar_us == state["last_bar_us"]:
+    """The state after this bar, or None when the bar is not new (one seen before: a re-delivery
+    after a crash or an idle-flushed bar re-published with more ticks; `revote` answers those) or
+    when its close is not a positive number (it would turn every feature row of the window NaN for
+    `warmup` bars)."""
+    if state is not None and bar_us <= state["last_bar_us"]:
         return None
     if not (math.isfinite(close) and close > 0):
         return None
-    if state is None or bar_us < state["last_bar_us"]:
-        state = {"closes": [], "position": 0.0, "last_bar_us": bar_us}
-    closes = (state["closes"] + [float(close)])[-spec.warmup:]
-    return {**state, "closes": closes, "last_bar_us": bar_us}
+    state = state or {"closes": [], "position": 0.0, "last_bar_us": bar_us}
+    keep = spec.warmup + REVOTE_BARS
+    return {**state, "closes": (state["closes"] + [float(close)])[-keep:],
+            "bars_us": (state.get("bars_us", []) + [bar_us])[-keep:],
+            "positions_before": (state.get("positions_before", []) + [state["position"]])[-keep:],
+            "last_bar_us": bar_us}
 
 
 def features_of(state: dict, spec: FeatureSpec) -> np.ndarray | None:
@@ -46,16 +54,36 @@ def rationale(version: str, sign: float, probabilities, positions) -> str:
 def vote_on_bar(state: dict | None, bar: dict, policy) -> tuple[dict | None, dict | None]:
     """(the symbol's new state or None when the bar changes nothing, the AgentSignal) for one bar and a
     served policy: the warm-up vote while the window fills, then the policy's."""
-    spec = policy.spec
-    advanced = advance(state, to_micros(bar["ts"]), bar["close"], spec)
+    advanced = advance(state, to_micros(bar["ts"]), bar["close"], policy.spec)
     if advanced is None:
         return None, None
-    features = features_of(advanced, spec)
+    sign, signal = _vote(advanced["closes"], advanced["position"], bar, policy)
+    return {**advanced, "position": sign}, signal
+
+
+def revote(state: dict | None, bar: dict, policy) -> dict | None:
+    """The signal for a bar seen before, as it was voted on the first time (from the closes and the
+    position kept as of that bar); None when the bar is older than what is kept, or unknown."""
+    bar_us = to_micros(bar["ts"])
+    bars = (state or {}).get("bars_us", [])
+    if bar_us not in bars:
+        return None
+    at = bars.index(bar_us)
+    whole = len(bars) < policy.spec.warmup + REVOTE_BARS  # nothing dropped yet: the list starts at the first bar
+    if at + 1 < policy.spec.warmup and not whole:
+        return None
+    return _vote(state["closes"][:at + 1], state["positions_before"][at], bar, policy)[1]
+
+
+def _vote(closes: list[float], position: float, bar: dict, policy) -> tuple[float, dict]:
+    """(the policy's new position, the signal) for the bar whose close ends `closes`."""
+    spec = policy.spec
+    features = latest_features(closes, spec)
     if features is None:
-        return advanced, warmup_record(bar, policy.version, len(advanced["closes"]), spec.warmup)
-    sign, confidence, probabilities = policy.decide(features, advanced["position"])
-    text = rationale(policy.version, sign, probabilities, policy.positions)
-    return {**advanced, "position": sign}, signal_record(bar, policy.version, sign, confidence, text)
+        return position, warmup_record(bar, policy.version, min(len(closes), spec.warmup), spec.warmup)
+    sign, confidence, probabilities = policy.decide(features, position)
+    return sign, signal_record(bar, policy.version, sign, confidence, rationale(policy.version, sign, probabilities,
+                                                                               policy.positions))
 
 
 def warmup_record(bar: dict, version: str, have: int, need: int) -> dict:

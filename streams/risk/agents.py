@@ -30,8 +30,8 @@ from datetime import datetime
 import numpy as np
 import psycopg
 
-from streams.app import (app, avro_topic, dead_letter_on_failure, decode_bar_or_dead_letter, decode_or_dead_letter, log,
-                         raw_topic, send_dead_letter, settings)
+from streams.app import (app, avro_topic, dead_letter_on_failure, decode_bar_or_dead_letter, decode_or_dead_letter,
+    events_without_gaps, log, raw_topic, send_dead_letter, settings)
 from streams.bus.progress import StreamProgress, wait_drained, wait_read_through
 from streams.market.bars import to_micros
 from streams.market.datasets import BarSeries, DATASETS, load_dataset
@@ -138,7 +138,7 @@ async def judge_now() -> None:
 
 @app.agent(bars_topic, name="risk_track_prices")
 async def track_prices(stream):
-    async for event in stream.events():
+    async for event in events_without_gaps(stream, AGENT):
         try:
             async with dead_letter_on_failure(event, AGENT):
                 bar = await decode_bar_or_dead_letter(event, AGENT)
@@ -155,7 +155,7 @@ async def track_prices(stream):
 
 @app.agent(decisions_topic, name="risk_judge_decisions")
 async def take_decisions(stream):
-    async for event in stream.events():
+    async for event in events_without_gaps(stream, AGENT):
         async with dead_letter_on_failure(event, AGENT):
             decision = await decode_or_dead_letter(event, AGENT)
             if decision is None:
@@ -250,7 +250,7 @@ async def load_backtest_bars(request: dict) -> BarSeries | None:
 
 @app.agent(requests_topic, name="risk_run_backtests")
 async def run_backtests(stream):
-    async for event in stream.events():
+    async for event in events_without_gaps(stream, AGENT):
         async with dead_letter_on_failure(event, AGENT):
             request = await decode_or_dead_letter(event, AGENT)
             if request is None:

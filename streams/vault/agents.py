@@ -10,7 +10,7 @@ from __future__ import annotations
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from streams.app import app, decode_or_dead_letter, log, raw_topic, send_dead_letter, settings
+from streams.app import app, batches_without_gaps, decode_or_dead_letter, log, raw_topic, send_dead_letter, settings
 from streams.errors import PersistenceError
 from streams.outages import POSTGRES_DOWN, postgres_errors, until_available
 from streams.vault.rows import SINKS, Sink, rows_or_errors
@@ -59,7 +59,8 @@ async def write_batch(sink: Sink, rows: list[tuple]) -> list[tuple[int, Exceptio
 def _make_sink_agent(sink: Sink) -> None:
     @app.agent(raw_topic(sink.topic), name=f"persist_{sink.table}")
     async def persist(stream):
-        async for events in stream.take_events(settings.persist_batch_size, within=settings.persist_batch_window_s):
+        async for events in batches_without_gaps(stream, settings.persist_batch_size, settings.persist_batch_window_s,
+                                                 AGENT):
             decoded = []
             for event in events:
                 record = await decode_or_dead_letter(event, AGENT)

@@ -1,11 +1,9 @@
-"""Faults: kill -9 mid-replay, start again, audit (issue 14, scenarios 1 and 2).
+"""Fault: kill -9 the Kafka broker mid-replay, start it again, audit (issue 14, scenario 2).
+(Scenario 1, each worker of the loop killed in turn, is tests/faults/test_loop_kills.py.)
 
-Each scenario publishes 100,000 ticks (50 symbols, 500 days, 4 ticks a day) with acks=all and
+The scenario publishes 100,000 ticks (50 symbols, 500 days, 4 ticks a day) with acks=all and
 idempotence on, paced so that the bar and persistence workers keep up, and strikes when a fifth of
-them are acknowledged:
-- the Kafka broker gets SIGKILL and is started again 3 s later;
-- the bar worker, then the persistence worker, gets SIGKILL and is started again at once (a fresh
-  process under the same app id: its table and its committed offsets are all it has).
+them are acknowledged: the Kafka broker gets SIGKILL and is started again 3 s later.
 Audit afterwards:
 - every acknowledged tick is on market.ticks exactly once (0 lost, 0 duplicated);
 - market_data holds every (symbol, day) bar, whole (open, high, low, close, 4 ticks): ticks -> bars exact;
@@ -16,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 import uuid
 from collections import Counter
@@ -24,10 +21,10 @@ from datetime import timedelta
 
 import psycopg
 import pytest
-from confluent_kafka import Producer
 
 from streams.bus.codecs import CodecRegistry
 from tests import fixtures
+from tests.faults.harness import PacedPublisher, stop_all
 from tests.faults.results import record_scenario
 from tests.kafka_tools import Worker, commit_offsets, ends, read_from, wait_for
 from tests.streams.test_outages import dead_letters_with_keys, started
@@ -51,7 +48,7 @@ def kafka_pid(settings) -> int:
     return pid
 
 
-class PacedReplay:
+class PacedReplay(PacedPublisher):
     """The scenario's ticks, published from a thread at RATE with delivery reports kept."""
 
     def __init__(self, settings, run: str):
@@ -60,49 +57,13 @@ class PacedReplay:
         self.day0 = fixtures.T0.replace(hour=0, minute=0)
         self.ids = [(self.symbols[s], d * TICKS_A_DAY + i) for d in range(DAYS) for s in range(SYMBOLS)
                     for i in range(TICKS_A_DAY)]
-        self.messages = [(symbol.encode(), codec.encode(fixtures.tick(
+        super().__init__(settings, [("market.ticks", symbol.encode(), codec.encode(fixtures.tick(
             symbol=symbol, ts=self.day0 + timedelta(days=seq // TICKS_A_DAY, hours=seq % TICKS_A_DAY + 1),
             price=price(self.symbols.index(symbol), seq // TICKS_A_DAY) + OFFSETS[seq % TICKS_A_DAY], size=1.0,
-            seq=seq))) for symbol, seq in self.ids]
-        self.acknowledged: list[tuple[float, int]] = []  # (monotonic time, index) per delivery without error
-        self.failed: list[str] = []
-        self.producer = Producer(settings.kafka_config({
-            "acks": "all", "enable.idempotence": True, "partitioner": "murmur2_random", "linger.ms": 5,
-            "message.timeout.ms": 300_000, "log_level": 2}))
-        self.thread = threading.Thread(target=self._publish, name="publisher")
-
-    def _report(self, index: int):
-        def on_delivery(error, _message):
-            if error is None:
-                self.acknowledged.append((time.monotonic(), index))
-            else:
-                self.failed.append(str(error))
-        return on_delivery
-
-    def _publish(self) -> None:
-        begun = time.monotonic()
-        for index, (key, value) in enumerate(self.messages):
-            while True:
-                try:
-                    self.producer.produce("market.ticks", key=key, value=value, on_delivery=self._report(index))
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)
-            self.producer.poll(0)
-            ahead = begun + index / RATE - time.monotonic()
-            if ahead > 0:
-                time.sleep(ahead)
-        self.producer.flush(300)
+            seq=seq))) for symbol, seq in self.ids], RATE)
 
     def start_and_wait_for_a_fifth(self) -> None:
-        self.thread.start()
-        wait_for(lambda: len(self.acknowledged) >= len(self.messages) // 5, timeout=120,
-                 what="a fifth of the ticks acknowledged")
-
-    def finish(self) -> None:
-        self.thread.join(360)
-        assert not self.thread.is_alive(), "the publisher did not finish within 6 minutes"
-        assert not self.failed, self.failed[:3]
+        self.start_and_wait_for(0.2)
 
     def expected_bars(self) -> dict[tuple, tuple]:
         return {(self.symbols[s], self.day0 + timedelta(days=d)): (*(round(price(s, d) + o, 6) for o in OFFSETS), 4)
@@ -126,13 +87,12 @@ def audit(settings, replay: PacedReplay, starts, run: str) -> dict:
         return rows if found == expected else None
 
     rows = wait_for(whole, timeout=240, every=2, what="every bar whole in market_data")
-    times = sorted(t for t, _ in replay.acknowledged)
     return {"sent": len(replay.messages), "acknowledged": len(acked), "delivered": sum(on_topic.values()),
             "lost": sum(1 for index in acked if on_topic[replay.ids[index]] == 0),
             "duplicated": sum(n - 1 for n in on_topic.values() if n > 1),
             "dead_lettered": len(dead_letters_with_keys(settings, {s.encode() for s in replay.symbols})),
             "bars_expected": len(expected), "bars_in_vault": len(rows),
-            "seconds_without_acks": round(max(b - a for a, b in zip(times, times[1:])), 1)}
+            "seconds_without_acks": replay.seconds_without_acks()}
 
 
 def begin(settings, logs) -> tuple[str, str, list, PacedReplay, dict[str, Worker]]:
@@ -150,18 +110,6 @@ def start_workers(settings, app_id: str, logs, starts) -> dict[str, Worker]:
     env = {"ALGO_APP_ID": app_id, "BAR_IDLE_CLOSE_S": "1", "BROKER_SESSION_TIMEOUT": "10",
            "BROKER_HEARTBEAT_INTERVAL": "1"}
     return {name: Worker(name, logs / f"{name}-1.log", **env) for name in ("bars", "persistence")}
-
-
-def stop_all(workers: dict[str, Worker]) -> None:
-    """Stops every worker still running, then fails on the first that crashed (its log says so)."""
-    crashes = []
-    for worker in workers.values():
-        try:
-            worker.stop()
-        except AssertionError as crash:
-            crashes.append(crash)
-    if crashes:
-        raise crashes[0]
 
 
 def assert_none_lost_or_repeated(figures: dict) -> None:
@@ -190,26 +138,3 @@ def test_a_killed_broker_loses_no_acknowledged_tick_and_every_bar_lands_whole(pr
         if killed_at is not None and restarted_at is None:
             started(provisioned, "kafka")  # leave the stack as the other tests expect it
         stop_all(workers)  # fails on "Crashed" in a worker's log
-
-
-@pytest.mark.timeout(600)
-def test_each_worker_killed_mid_replay_and_restarted_loses_and_repeats_nothing(provisioned, tmp_path):
-    run, _, starts, replay, workers = begin(provisioned, tmp_path)
-    restarts = {}
-    try:
-        replay.start_and_wait_for_a_fifth()
-        for name in ("bars", "persistence"):
-            workers[name].process.kill()  # SIGKILL: no commit, no goodbye to the group
-            workers[name].process.wait(10)
-            began = time.monotonic()
-            workers[name] = Worker(name, tmp_path / f"{name}-2.log", **workers[name].environment)
-            restarts[name] = round(time.monotonic() - began, 1)
-            time.sleep(5)  # let the replay go on between the kills
-        replay.finish()
-        figures = audit(provisioned, replay, starts, run)
-        record_scenario("workers_kill_9", {
-            "what": "SIGKILL to the bar worker, then the persistence worker, mid-replay; each started again at once",
-            **figures, "restart_until_ready_s": restarts, "session_timeout_s": 10})
-        assert_none_lost_or_repeated(figures)
-    finally:
-        stop_all(workers)

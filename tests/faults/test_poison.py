@@ -20,7 +20,8 @@ from confluent_kafka import Producer
 from streams.bus.codecs import CodecRegistry
 from tests import fixtures
 from tests.faults.results import record_scenario
-from tests.faults.test_kills import assert_none_lost_or_repeated, audit, begin, stop_all
+from tests.faults.harness import stop_all
+from tests.faults.test_kills import assert_none_lost_or_repeated, audit, begin
 from tests.kafka_tools import Worker
 from tests.streams.test_outages import dead_letters_with_keys
 

@@ -38,20 +38,15 @@ from streams.errors import CodecError
 from streams.market.bars import from_micros
 from streams.market.datasets import BarSeries, load_bars
 from streams.market.replay import replay
-from streams.vault.rows import SINKS
+from streams.workers import input_topics
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-# what each worker reads: its group starts with offsets committed at the current ends, so a restart
-# resumes where the killed worker stopped (with no committed offset, ALGO_OFFSET_RESET=latest would
-# jump over everything published while it was down)
-WORKER_TOPICS = {
-    "signals": ("market.ticks", "market.bars", "agent.signals"),
-    "persistence": tuple(sink.topic for sink in SINKS),
-    "risk": ("consensus.decisions", "market.bars", "backtest.requests"),
-    "broker": ("risk.verdicts", "market.bars"),
-}
+# the workers; each one's group starts with offsets committed at the current ends of what it reads, so a
+# restart resumes where the killed worker stopped (with no committed offset, ALGO_OFFSET_RESET=latest
+# would jump over everything published while it was down)
+WORKER_NAMES = ("signals", "persistence", "risk", "broker")
 DERIVED = ("agent.signals", "consensus.decisions", "risk.verdicts", "orders", "fills")
 INITIAL_CASH = 100_000.0
 
@@ -105,7 +100,8 @@ class Workers:
 
 def commit_ends(settings, app_id: str) -> None:
     """Commits each worker group's offsets at the current end of the topics it reads."""
-    for name, topics in WORKER_TOPICS.items():
+    for name in WORKER_NAMES:
+        topics = input_topics(name)
         consumer = Consumer(settings.kafka_config({"group.id": f"{app_id}-{name}", "enable.auto.commit": False}))
         try:
             partitions = []
@@ -209,7 +205,7 @@ def test_killed_broker_and_risk_workers_never_order_or_fill_twice(provisioned, t
         replayer.join(240)
         assert not replayer.is_alive(), "the replay did not finish"
 
-        groups = [f"{app_id}-{name}" for name in WORKER_TOPICS]
+        groups = [f"{app_id}-{name}" for name in WORKER_NAMES]
         last, quiet_since, deadline = None, time.monotonic(), time.monotonic() + 180
         while True:  # settled: nothing new for 5 s and every group has committed all it read
             now = orders_so_far(), groups_lag(settings, groups)
@@ -326,12 +322,7 @@ def work_past_commits(settings, codecs, app_id: str, start: dict, symbol: str, a
         settings, "orders", start["orders"], avro_at(codecs, "orders", lambda r: r["account"] == account))}
     verdicts = read_since(settings, "risk.verdicts", start["risk.verdicts"],
                           avro_at(codecs, "risk.verdicts", lambda r: r["symbol"] == symbol))
-    judged = {r["decision_id"] for _, _, r in verdicts}
-    decisions = read_since(settings, "consensus.decisions", start["consensus.decisions"],
-                           avro_at(codecs, "consensus.decisions", lambda r: r["symbol"] == symbol))
     broker_at = committed(settings, f"{app_id}-broker", "risk.verdicts")
-    risk_at = committed(settings, f"{app_id}-risk", "consensus.decisions")
-    del judged, decisions, risk_at
     return any(r["decision_id"] in ordered and offset >= broker_at[p] for p, offset, r in verdicts)
 
 

@@ -4,7 +4,6 @@ paced, give identical decisions, verdicts, orders, fills and final book, row by 
 run of the same agents (`algo backtest --agents technical,quant`) gives the same rows."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 import uuid
@@ -18,6 +17,7 @@ from streams.market.datasets import BarSeries, load_dataset
 from streams.market.replay import replay
 from streams.offline.pipeline import run_offline
 from streams.settings import Settings
+from tests import fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -47,13 +47,7 @@ def bars() -> list[BarSeries]:
 
 @pytest.fixture(scope="module")
 def settings(provisioned) -> Settings:
-    """The test run's settings with a model namespace of this module's, holding one small PPO policy."""
-    from streams.quant.train import train_and_register
-
-    namespaced = dataclasses.replace(provisioned, model_namespace=f"{provisioned.app_id}-determinism")
-    [sp500] = load_dataset("sp500")
-    train_and_register(namespaced, [sp500], "test:determinism", timesteps=256, seed=0)
-    return namespaced
+    return fixtures.with_small_policy(provisioned, "determinism")
 
 
 def stream_run(settings: Settings, series: list[BarSeries], speed: float) -> dict[str, list]:

@@ -190,12 +190,17 @@ def test_repeated_deliveries_change_nothing():
     assert decide(feed(state, *records))[1] == [] and len(decisions) == 2
 
 
-def test_a_bar_older_than_the_newest_starts_the_symbol_over():
+def test_a_bar_or_vote_seen_again_after_a_crash_changes_nothing_and_a_lost_vote_sent_again_counts():
     records = [r for i in range(3) for r in full_bar(i, 100.0 + i, "BUY", "SELL")]
     state, first_run = decide(event_time.clear_news(feed(None, *records), us(2)))
     assert event_time.on_bar(state, bar(2, 102.0)) == state  # the newest decided bar again: nothing to do
-    restarted = event_time.on_bar(state, bar(0, 100.0))
-    assert restarted["decided_us"] is None and restarted["accuracy"] == {} and list(restarted["pending"]) == [str(us(0))]
-    # the replay decides the same bars again, to the same decisions
-    state, second_run = decide(event_time.clear_news(feed(restarted, *records), us(2)))
-    assert second_run == first_run
+    assert event_time.on_bar(state, bar(0, 100.0)) == state  # an older one, re-delivered: nothing either
+    pending = feed(None, *full_bar(0, 100.0, "BUY", "SELL"), *full_bar(1, 101.0, "BUY", "SELL"), bar(2, 102.0))
+    assert event_time.on_bar(pending, bar(1, 101.0)) == pending  # a pending bar re-delivered keeps its votes
+    # the technical vote on bar 1 was lost in a crash; the agent sends it again after its vote on bar 2
+    [lost] = [r for r in full_bar(1, 101.0, "BUY", "SELL") if "agent" in r and r["agent"] == "technical"]
+    without = feed(None, *full_bar(0, 100.0, "BUY", "SELL"), *[r for r in full_bar(1, 101.0, "BUY", "SELL") if r is not lost],
+                   *full_bar(2, 102.0, "BUY", "SELL"))
+    resent, is_late = event_time.on_vote(without, lost, RULES)
+    assert not is_late
+    assert decide(event_time.clear_news(resent, us(2)))[1] == first_run

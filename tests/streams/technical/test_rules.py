@@ -1,7 +1,8 @@
 import numpy as np
 
 from streams.bus.schemas import validation_errors
-from streams.technical.rules import TechnicalRules, remember_close, signal_record, vote
+from streams.technical.rules import (closes_as_of, remember_bar, remember_close, REVOTE_BARS, signal_record,
+    TechnicalRules, vote)
 from tests import fixtures
 
 RULES = TechnicalRules(fast=3, slow=6, momentum=3, vol_window=4)
@@ -46,3 +47,19 @@ def test_a_bar_voted_on_again_gives_the_same_signal_id():
               signal_record(bar, "BUY", 0.5, "why", TechnicalRules()),  # another rule set, another model version
               signal_record(bar, "BUY", 0.5, "why", RULES, agent="technical-2")]
     assert len({first["signal_id"], *(o["signal_id"] for o in others)}) == 6
+
+
+def test_a_bar_seen_before_gets_the_closes_its_first_vote_saw():
+    values = [100.0 + (i % 7) - (i % 3) for i in range(RULES.history + 2 * REVOTE_BARS)]
+    state, seen = None, []
+    for day, value in enumerate(values):
+        state = remember_bar(state, day, value, RULES)
+        seen.append(state["closes"][-RULES.history:])
+    assert len(state["bars_us"]) == RULES.history + REVOTE_BARS
+    for back in (1, 2, REVOTE_BARS):
+        day = len(values) - back
+        assert closes_as_of(state, day, RULES) == seen[day] == remember_close(values[:day], values[day], RULES)
+    assert closes_as_of(state, len(values) - RULES.history - REVOTE_BARS, RULES) is None  # kept, its window gone
+    assert closes_as_of(state, 0, RULES) is None and closes_as_of(None, 0, RULES) is None
+    young = remember_bar(remember_bar(None, 0, 1.0, RULES), 1, 2.0, RULES)
+    assert closes_as_of(young, 0, RULES) == [1.0]  # nothing dropped yet: the warm-up bars too

@@ -143,6 +143,16 @@ def commit_offsets(settings, group: str, offsets: list[TopicPartition]) -> None:
         consumer.close()
 
 
+def commit_inputs_at_ends(settings, app_id: str, workers) -> None:
+    """Each worker's group starts at the current ends of all it reads: a restarted worker resumes where
+    the killed one stopped, also on partitions the killed one had not committed yet (with no committed
+    offset, ALGO_OFFSET_RESET=latest would jump over everything published while it was down)."""
+    from streams.workers import input_topics
+
+    for name in workers:
+        commit_offsets(settings, f"{app_id}-{name}", [tp for topic in input_topics(name) for tp in ends(settings, topic)])
+
+
 def read_from(settings, starts: list[TopicPartition], timeout: float = 30) -> list[tuple[int, dict]]:
     """(broker timestamp in ms, decoded record) of every decodable message from `starts` up to the
     current ends (other tests publish undecodable messages on purpose: those are left out)."""

@@ -15,14 +15,12 @@ from datetime import timezone
 import numpy as np
 
 from streams.bus.ids import derived_id
+from streams.bus.revote import REVOTE_BARS, kept, revote_index
 from streams.market.bars import to_micros
 from streams.quant.features import FeatureSpec, latest_features
 
 ACTION_OF_SIGN = {1.0: "BUY", 0.0: "HOLD", -1.0: "SELL"}
 POSITION_NAMES = {-1.0: "short", 0.0: "flat", 1.0: "long"}
-# how many bars back a re-delivered bar can still be voted on again (a worker killed before its
-# commit re-reads its last few seconds of bars)
-REVOTE_BARS = 64
 
 
 def advance(state: dict | None, bar_us: int, close: float, spec: FeatureSpec) -> dict | None:
@@ -35,7 +33,7 @@ def advance(state: dict | None, bar_us: int, close: float, spec: FeatureSpec) ->
     if not (math.isfinite(close) and close > 0):
         return None
     state = state or {"closes": [], "position": 0.0, "last_bar_us": bar_us}
-    keep = spec.warmup + REVOTE_BARS
+    keep = kept(spec.warmup)
     return {**state, "closes": (state["closes"] + [float(close)])[-keep:],
             "bars_us": (state.get("bars_us", []) + [bar_us])[-keep:],
             "positions_before": (state.get("positions_before", []) + [state["position"]])[-keep:],
@@ -64,13 +62,8 @@ def vote_on_bar(state: dict | None, bar: dict, policy) -> tuple[dict | None, dic
 def revote(state: dict | None, bar: dict, policy) -> dict | None:
     """The signal for a bar seen before, as it was voted on the first time (from the closes and the
     position kept as of that bar); None when the bar is older than what is kept, or unknown."""
-    bar_us = to_micros(bar["ts"])
-    bars = (state or {}).get("bars_us", [])
-    if bar_us not in bars:
-        return None
-    at = bars.index(bar_us)
-    whole = len(bars) < policy.spec.warmup + REVOTE_BARS  # nothing dropped yet: the list starts at the first bar
-    if at + 1 < policy.spec.warmup and not whole:
+    at = revote_index((state or {}).get("bars_us", []), to_micros(bar["ts"]), policy.spec.warmup)
+    if at is None:
         return None
     return _vote(state["closes"][:at + 1], state["positions_before"][at], bar, policy)[1]
 

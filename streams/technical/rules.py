@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from streams.bus.revote import REVOTE_BARS, kept, revote_index
+
 import risk_core as rc
 from streams.bus.ids import derived_id
 
@@ -37,15 +39,10 @@ def remember_close(closes: list[float] | None, close: float, rules: TechnicalRul
     return ((closes or []) + [float(close)])[-rules.history:]
 
 
-# how many bars back a re-delivered bar can still be voted on again (a worker killed before its
-# commit re-reads its last few seconds of bars)
-REVOTE_BARS = 64
-
-
 def remember_bar(state: dict | None, bar_us: int, close: float, rules: TechnicalRules) -> dict:
     """A symbol's state, {"closes": [...], "bars_us": [...their bars' starts]}, with a new bar; it
     keeps REVOTE_BARS more than the vote needs, so a bar seen again can be voted on as it was."""
-    keep = rules.history + REVOTE_BARS
+    keep = kept(rules.history)
     state = state or {"closes": [], "bars_us": []}
     return {"closes": (state["closes"] + [float(close)])[-keep:], "bars_us": (state["bars_us"] + [bar_us])[-keep:]}
 
@@ -53,12 +50,8 @@ def remember_bar(state: dict | None, bar_us: int, close: float, rules: Technical
 def closes_as_of(state: dict | None, bar_us: int, rules: TechnicalRules) -> list[float] | None:
     """The closes the vote on bar `bar_us` saw (a bar seen before: a re-delivery after a crash), or
     None when it is older than what is kept, or unknown."""
-    bars = (state or {}).get("bars_us", [])
-    if bar_us not in bars:
-        return None
-    at = bars.index(bar_us)
-    whole = len(bars) < rules.history + REVOTE_BARS  # nothing dropped yet: the list starts at the first bar
-    if at + 1 < rules.history and not whole:
+    at = revote_index((state or {}).get("bars_us", []), bar_us, rules.history)
+    if at is None:
         return None
     return state["closes"][:at + 1][-rules.history:]
 

@@ -37,11 +37,10 @@ from streams.market.bars import from_micros, to_micros
 from streams.market.datasets import BarSeries, load_dataset
 from streams.offline.pipeline import run_offline
 from streams.settings import Settings
-from streams.workers import input_topics
 from tests import fixtures
 from tests.faults.harness import PacedPublisher, stop_all
 from tests.faults.results import record_scenario
-from tests.kafka_tools import Worker, commit_offsets, ends, read_from, wait_for
+from tests.kafka_tools import Worker, commit_inputs_at_ends, ends, read_from, wait_for
 from tests.streams.test_outages import dead_letters_with_keys, started, stopped
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -123,14 +122,6 @@ def loop_messages(settings, series: list[BarSeries], run: str) -> tuple[list, li
     return messages, ids, news
 
 
-def commit_every_input(settings: Settings, app_id: str) -> None:
-    """Each worker's group starts at the current ends of all it reads: a restarted worker resumes
-    where the killed one stopped, also on partitions the killed one had not committed yet."""
-    for name in DEMO_WORKERS:
-        commit_offsets(settings, f"{app_id}-{name}",
-                       [tp for topic in input_topics(name) for tp in ends(settings, topic)])
-
-
 def distinct_by(records: list[dict], key: str) -> tuple[dict[str, dict], int, int]:
     """(records by id, copies beyond the first, ids whose copies differ)."""
     by_id: dict[str, list[dict]] = defaultdict(list)
@@ -162,7 +153,7 @@ class LoopRun:
         assert sum(1 for i in self.ids if i is not None) == 100_000
         self.publisher = PacedPublisher(settings, self.messages, RATE)
         self.starts = {topic: ends(settings, topic) for topic in ("market.ticks", *DERIVED)}
-        commit_every_input(settings, self.run_settings.app_id)
+        commit_inputs_at_ends(settings, self.run_settings.app_id, DEMO_WORKERS)
         self.workers: dict[str, Worker] = {}
         self.started: dict[str, int] = {}
 

@@ -38,14 +38,12 @@ from streams.errors import CodecError
 from streams.market.bars import from_micros
 from streams.market.datasets import BarSeries, load_bars
 from streams.market.replay import replay
-from streams.workers import input_topics
+from tests.kafka_tools import commit_inputs_at_ends
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-# the workers; each one's group starts with offsets committed at the current ends of what it reads, so a
-# restart resumes where the killed worker stopped (with no committed offset, ALGO_OFFSET_RESET=latest
-# would jump over everything published while it was down)
+# the workers (each group starts at the ends of what it reads: tests.kafka_tools.commit_inputs_at_ends)
 WORKER_NAMES = ("signals", "persistence", "risk", "broker")
 DERIVED = ("agent.signals", "consensus.decisions", "risk.verdicts", "orders", "fills")
 INITIAL_CASH = 100_000.0
@@ -96,22 +94,6 @@ class Workers:
                 process.wait(20)
             except subprocess.TimeoutExpired:
                 process.kill()
-
-
-def commit_ends(settings, app_id: str) -> None:
-    """Commits each worker group's offsets at the current end of the topics it reads."""
-    for name in WORKER_NAMES:
-        topics = input_topics(name)
-        consumer = Consumer(settings.kafka_config({"group.id": f"{app_id}-{name}", "enable.auto.commit": False}))
-        try:
-            partitions = []
-            for topic in topics:
-                for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
-                    high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
-                    partitions.append(TopicPartition(topic, partition, high))
-            consumer.commit(offsets=partitions, asynchronous=False)
-        finally:
-            consumer.close()
 
 
 def ends(settings, topic: str) -> dict[int, int]:
@@ -183,7 +165,7 @@ def test_killed_broker_and_risk_workers_never_order_or_fill_twice(provisioned, t
            # Faust's default commit pace, so a kill lands between work and its commit (the barriers wait for it)
            "ALGO_COMMIT_INTERVAL_S": "2.8"}
     start = {topic: ends(settings, topic) for topic in (*DERIVED, "dead-letter")}
-    commit_ends(settings, app_id)
+    commit_inputs_at_ends(settings, app_id, WORKER_NAMES)
     workers = Workers(tmp_path, env)
     try:
         workers.start("signals", "persistence", "risk", "broker")

@@ -47,7 +47,7 @@ def _create_topics(admin: AdminClient, new: list[NewTopic]) -> list[str]:
 def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = ALL_TOPICS) -> tuple[list[str], list[str]]:
     admin, existing = _admin_and_topics(settings)
     created = _create_topics(admin, [
-        NewTopic(s.name, num_partitions=s.partitions or settings.topic_partitions, replication_factor=1, config=s.config())
+        NewTopic(s.name, num_partitions=s.partitions or settings.topic_partitions, replication_factor=settings.replication_factor, config=s.config())
         for s in specs if s.name not in existing
     ])
     # existing topics get their configuration brought in line (retention, cleanup policy)
@@ -88,7 +88,7 @@ def ensure_changelog_topics(settings: Settings, topics: list[tuple[str, int]]) -
     """
     admin, existing = _admin_and_topics(settings)
     created = _create_topics(admin, [
-        NewTopic(name, num_partitions=partitions, replication_factor=1, config=CHANGELOG_CONFIG)
+        NewTopic(name, num_partitions=partitions, replication_factor=settings.replication_factor, config=CHANGELOG_CONFIG)
         for name, partitions in topics if name not in existing
     ])
     _align_configs(admin, {name: CHANGELOG_CONFIG for name, _ in topics if name in existing})

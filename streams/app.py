@@ -34,7 +34,7 @@ app = faust.App(
     # Faust's default is a folder per app id in the current directory; tests create hundreds of app ids
     datadir=str(settings.run_dir / "faust" / "{conf.id}-data"),
     autodiscover=False,
-    topic_replication_factor=1,
+    topic_replication_factor=settings.replication_factor,
     topic_partitions=settings.topic_partitions,
     consumer_auto_offset_reset=settings.offset_reset,
     web_enabled=False,

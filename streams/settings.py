@@ -321,10 +321,18 @@ class Settings:
     persist_batch_size: int = 500
     persist_batch_window_s: float = 0.5
     topic_partitions: int = 3
+    # copies of each partition: 0 means 3 when KAFKA_BOOTSTRAP names 3 or more brokers, else 1
+    topic_replication_factor: int = 0
     offset_reset: str = "earliest"
     # how often workers commit offsets: the event-time barriers (streams.bus.progress) wait on commits
     commit_interval_s: float = 0.2
     producer_linger_ms: float = 0.0  # how long a worker's producer gathers messages into one request
+    # liveness (streams.bus.liveness): a group with lag that commits nothing for this long is stalled
+    # (`algo supervise` restarts its worker), and lag at or above lag_alarm_messages for
+    # lag_alarm_after_s raises the lag alarm on the bridge's /metrics
+    stall_after_s: float = 120.0
+    lag_alarm_messages: int = 10_000
+    lag_alarm_after_s: float = 60.0
     api_token: str = ""  # empty: the bridge generates one per run; else at least MIN_API_TOKEN_LENGTH characters
     allowed_origins: tuple[str, ...] = ()
     model_dir: Path = PROJECT_ROOT / "models" if IN_CHECKOUT else Path("models")
@@ -366,9 +374,14 @@ class Settings:
             persist_batch_size=env.number("PERSIST_BATCH_SIZE", defaults.persist_batch_size, int, minimum=1),
             persist_batch_window_s=env.number("PERSIST_BATCH_WINDOW_S", defaults.persist_batch_window_s, minimum=0),
             topic_partitions=env.number("TOPIC_PARTITIONS", defaults.topic_partitions, int, minimum=1),
+            topic_replication_factor=env.number("TOPIC_REPLICATION_FACTOR", defaults.topic_replication_factor, int,
+                                                minimum=1),
             offset_reset=env.choice("ALGO_OFFSET_RESET", defaults.offset_reset, ("earliest", "latest")),
             commit_interval_s=env.number("ALGO_COMMIT_INTERVAL_S", defaults.commit_interval_s, minimum=0.01),
             producer_linger_ms=env.number("ALGO_PRODUCER_LINGER_MS", defaults.producer_linger_ms, minimum=0),
+            stall_after_s=env.number("ALGO_STALL_AFTER_S", defaults.stall_after_s, minimum=1),
+            lag_alarm_messages=env.number("ALGO_LAG_ALARM", defaults.lag_alarm_messages, int, minimum=1),
+            lag_alarm_after_s=env.number("ALGO_LAG_ALARM_AFTER_S", defaults.lag_alarm_after_s, minimum=0),
             api_token=env.text("ALGO_API_TOKEN", defaults.api_token),  # checked by __post_init__, never echoed
             allowed_origins=tuple(o.strip() for o in env.text("ALGO_ALLOWED_ORIGINS", "").split(",") if o.strip()),
             model_dir=Path(env.text("ALGO_MODEL_DIR", defaults.model_dir)),
@@ -391,8 +404,21 @@ class Settings:
     # endpoints split for the local stack
     @property
     def kafka_host_port(self) -> tuple[str, int]:
-        first = self.kafka_bootstrap.split(",")[0].strip()
-        return _host_port(first.removeprefix("kafka://"), 9092, "KAFKA_BOOTSTRAP")
+        return self.kafka_addresses[0]
+
+    @property
+    def kafka_addresses(self) -> tuple[tuple[str, int], ...]:
+        """Each (host, port) KAFKA_BOOTSTRAP names, in order (the local stack runs one node per address)."""
+        return tuple(_host_port(b.strip().removeprefix("kafka://"), 9092, "KAFKA_BOOTSTRAP")
+                     for b in self.kafka_bootstrap.split(",") if b.strip())
+
+    @property
+    def replication_factor(self) -> int:
+        """The replication factor of the topics this project creates (TOPIC_REPLICATION_FACTOR, else 3
+        on a cluster of 3 or more brokers, else 1)."""
+        if self.topic_replication_factor:
+            return self.topic_replication_factor
+        return 3 if len(self.kafka_addresses) >= 3 else 1
 
     @property
     def registry_host_port(self) -> tuple[str, int]:

@@ -1,6 +1,7 @@
 """`algo stack up|down|status`: the local stack (ops/stack/services.py) from the command line."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -40,9 +41,20 @@ def stack() -> None:
 
 @stack.command("up")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def up_command(as_json: bool) -> None:
+@click.option("--brokers", type=click.IntRange(min=1), default=None,
+              help="Kafka nodes: 3 is a KRaft cluster with replication factor 3 and min.insync.replicas 2, on "
+                   "KAFKA_BOOTSTRAP's port and every second one after it (default: one per KAFKA_BOOTSTRAP address).")
+def up_command(as_json: bool, brokers: int | None) -> None:
     """Start what is not running and wait until every part is healthy (idempotent)."""
+    from ops.stack.kafka import expanded_bootstrap
+    from streams.errors import StackError
+
     settings = Settings.from_env()
+    if brokers is not None:
+        try:
+            settings = dataclasses.replace(settings, kafka_bootstrap=expanded_bootstrap(settings, brokers))
+        except StackError as error:
+            raise click.UsageError(str(error)) from None
     started = time.monotonic()
     say = (lambda message: click.echo(message, err=True)) if as_json else click.echo
     parts = local_stack.up(settings, progress=say)
@@ -52,8 +64,13 @@ def up_command(as_json: bool) -> None:
                                "parts": [part.as_dict() for part in parts]}))
         return
     _table(parts, f"local stack up in {elapsed:.1f}s (logs under {settings.run_dir})")
+    nodes = [part for part in parts if part.name.startswith("kafka")]
+    bootstrap = ",".join(part.endpoint for part in nodes)
+    if len(nodes) > 1:
+        click.echo(f"a {len(nodes)}-node Kafka cluster: give every client all of it, "
+                   f"`export KAFKA_BOOTSTRAP={bootstrap}`")
     click.echo("endpoints (also the defaults of these variables):")
-    click.echo(f"  KAFKA_BOOTSTRAP={settings.kafka_bootstrap}")
+    click.echo(f"  KAFKA_BOOTSTRAP={bootstrap}")
     click.echo(f"  SCHEMA_REGISTRY_URL={settings.schema_registry_url}")
     click.echo(f"  DATABASE_URL={local_stack.masked(settings.database_url)}")
     click.echo(f"  REDIS_URL={settings.redis_url}")

@@ -9,7 +9,8 @@ outlives `algo stack up`), with its pid file and log under `settings.run_dir`:
 
     <run_dir>/postgres/   data/ (PGDATA), socket/ (mode 0700), postgres.log, postgres.pid
     <run_dir>/redis/      redis.conf, appendonly files, redis.log, redis.pid
-    <run_dir>/kafka/      server.properties, cluster.id, data/, kafka.log, kafka.pid
+    <run_dir>/kafka/      server.properties, cluster.id, nodes, data/, kafka.log, kafka.pid
+    <run_dir>/kafka-N/    node N of a local cluster (`algo stack up --brokers 3`): the same without cluster.id
     <run_dir>/registry/   registry.log, registry.pid (schemas live in Postgres, database `registry`)
 
 Binaries come from registries this machine reaches, cached under `settings.cache_dir`:
@@ -26,7 +27,7 @@ import threading
 from pathlib import Path
 
 from ops.stack.fetch import APICURIO_VERSION, KAFKA_VERSION, fetch_apicurio, fetch_jre, fetch_kafka, kafka_libs_dir
-from ops.stack.kafka import Kafka
+from ops.stack.kafka import Kafka, kafka_nodes
 from ops.stack.postgres import SHARED_ROOT, Postgres, pg_home
 from ops.stack.process import Progress, file_lock, masked, port_holder
 from ops.stack.redis import Redis
@@ -36,13 +37,14 @@ from streams.errors import StackError
 from streams.settings import Settings
 
 __all__ = ["APICURIO_VERSION", "KAFKA_VERSION", "SHARED_ROOT", "Kafka", "Postgres", "Redis", "Registry", "Service",
-           "ServiceStatus", "down", "fetch_apicurio", "fetch_jre", "fetch_kafka", "is_up", "kafka_libs_dir", "masked",
-           "pg_home", "port_holder", "services", "start_service", "status", "stop_service", "up"]
+           "ServiceStatus", "down", "kafka_nodes", "fetch_apicurio", "fetch_jre", "fetch_kafka", "is_up", "kafka_libs_dir", "masked",
+           "pg_home", "port_holder", "services", "start_service", "start_services", "status", "stop_service", "up"]
 
 
 def services(settings: Settings) -> dict[str, Service]:
-    """The four parts by name, in start order (the registry needs Postgres)."""
-    parts = (Postgres(settings), Redis(settings), Kafka(settings), Registry(settings))
+    """The parts by name, in start order (the registry needs Postgres): Postgres, Redis, each Kafka
+    node (kafka, kafka-2, ...), the registry."""
+    parts = (Postgres(settings), Redis(settings), *kafka_nodes(settings), Registry(settings))
     return {part.name: part for part in parts}
 
 
@@ -110,7 +112,7 @@ def down(settings: Settings) -> list[ServiceStatus]:
 
     with file_lock(_lock_path(settings)):
         stop_part("registry")
-        _each(stop_part, ["kafka", "redis", "postgres"])
+        _each(stop_part, [name for name in parts if name != "registry"])
     if errors:
         raise StackError("\n".join(errors))
     return status(settings)
@@ -126,10 +128,26 @@ def stop_service(settings: Settings, name: str) -> ServiceStatus:
 
 def start_service(settings: Settings, name: str, progress: Progress = print) -> ServiceStatus:
     """Start one part again (idempotent) and wait until it answers; StackError if it does not."""
-    part = _part(settings, name)
+    return start_services(settings, [name], progress)[0]
+
+
+def start_services(settings: Settings, names: list[str], progress: Progress = print) -> list[ServiceStatus]:
+    """Start these parts together and wait until each answers: the nodes of a Kafka cluster must
+    (one alone has no quorum, so it never turns healthy while it waits for the others)."""
+    parts = [_part(settings, name) for name in names]
+    errors: list[BaseException] = []
+
+    def start(part: Service) -> None:
+        try:
+            ensure(part, progress)
+        except BaseException as error:  # noqa: BLE001 - raised below
+            errors.append(error)
+
     with file_lock(_lock_path(settings)):
-        ensure(part, progress)
-    return status_of(part)
+        _each(start, parts)
+    if errors:
+        raise errors[0]
+    return [status_of(part) for part in parts]
 
 
 def _part(settings: Settings, name: str) -> Service:

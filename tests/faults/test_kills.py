@@ -102,13 +102,13 @@ def begin(settings, logs) -> tuple[str, str, list, PacedReplay, dict[str, Worker
     return run, app_id, starts, PacedReplay(settings, run), start_workers(settings, app_id, logs, starts)
 
 
-def start_workers(settings, app_id: str, logs, starts) -> dict[str, Worker]:
+def start_workers(settings, app_id: str, logs, starts, **extra_env: str) -> dict[str, Worker]:
     # offsets committed first: a restarted worker resumes where its group stopped, never at the end
     commit_offsets(settings, f"{app_id}-bars", starts)
     commit_offsets(settings, f"{app_id}-persistence", ends(settings, "market.bars"))
     # a killed member holds its partitions until the group gives up on it: BROKER_SESSION_TIMEOUT
     env = {"ALGO_APP_ID": app_id, "BAR_IDLE_CLOSE_S": "1", "BROKER_SESSION_TIMEOUT": "10",
-           "BROKER_HEARTBEAT_INTERVAL": "1"}
+           "BROKER_HEARTBEAT_INTERVAL": "1", **extra_env}
     return {name: Worker(name, logs / f"{name}-1.log", **env) for name in ("bars", "persistence")}
 
 

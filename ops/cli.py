@@ -144,6 +144,41 @@ def worker(name: str, loglevel: str) -> None:
 
 
 @cli.command()
+@click.argument("names", nargs=-1, type=click.Choice(sorted(n for n in WORKERS if n != "all")))
+@click.option("--check-every", type=click.FloatRange(min=0.5), default=5.0, show_default=True,
+              help="Seconds between looks at the workers and their groups' offsets.")
+@click.option("--metrics-port", type=click.IntRange(min=0, max=65535), default=0,
+              help="Serve the supervisor's Prometheus metrics (restarts, lag, stalled, lag alarm) on this port.")
+def supervise(names: tuple[str, ...], check_every: float, metrics_port: int) -> None:
+    """Run workers (default: the demo's nine) and start again any that exits or whose consumer stalls
+    (lag and no commit for ALGO_STALL_AFTER_S). Logs: <run dir>/supervised/NAME.log. Ctrl-C stops them."""
+    import signal as signals
+    import threading
+
+    from ops.demo import DEMO_WORKERS
+    from ops.supervisor import Supervisor
+
+    settings = _settings()
+    supervisor = Supervisor(settings, list(names or DEMO_WORKERS), settings.run_dir / "supervised",
+                            check_s=check_every, progress=lambda message: click.echo(message, err=True))
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1", registry=supervisor.metrics.registry)
+    done = threading.Event()
+    signals.signal(signals.SIGTERM, lambda *_: done.set())
+    supervisor.start()
+    click.echo(f"supervising {', '.join(supervisor.workers)} (logs under {supervisor.log_dir}); Ctrl-C stops them",
+               err=True)
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        supervisor.stop()
+
+
+@cli.command()
 @click.argument("topic")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Stop after N messages.")
 @click.option("--from-beginning", is_flag=True, help="Start at the earliest offset instead of new messages.")

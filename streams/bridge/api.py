@@ -104,6 +104,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     bridge = request.app[BRIDGE]
+    try:
+        bridge.metrics.observe_groups(time.monotonic(), await bridge.store.consumer_lag())
+    except StoreUnavailable:  # Kafka down: the other metrics still serve, the lag gauges keep their last value
+        bridge.metrics.lag_query_errors.inc()
     return web.Response(body=bridge.metrics.exposition(), headers={"Content-Type": bridge.metrics.content_type})
 
 

@@ -33,6 +33,7 @@ from streams.bridge.api import BRIDGE, Bridge, add_routes, error_response, unkno
 from streams.bridge.metrics import BridgeMetrics
 from streams.bridge.publish import Publisher
 from streams.bridge.store import Store
+from streams.bus.liveness import LivenessTracker
 from streams.bridge.hub import StreamHub
 from streams.errors import AlgoError
 from streams.settings import Settings
@@ -200,7 +201,8 @@ def create_app(
     """The bridge as an aiohttp application. Kafka, the registry and Postgres are reached lazily, so the
     app starts (and /healthz answers) with its dependencies down; /readyz tells. `kafka=False` runs the
     hub without a consumer (tests feed it with hub.emit)."""
-    metrics = BridgeMetrics()
+    metrics = BridgeMetrics(LivenessTracker(settings.stall_after_s, settings.lag_alarm_messages,
+                                            settings.lag_alarm_after_s))
     bridge = Bridge(
         settings=settings, metrics=metrics,
         hub=hub or StreamHub(settings, metrics=metrics, ring_size=ring_size, queue_size=queue_size,

@@ -275,7 +275,8 @@ class Store:
                 lag = max(0, ends.get((tp.topic, tp.partition), tp.offset) - tp.offset)
                 topics[tp.topic] = topics.get(tp.topic, 0) + lag
             out.append({"group": group.group_id, "agent": group.group_id[len(prefix):],
-                        "state": _state_name(group.state), "lag": sum(topics.values()), "topics": topics})
+                        "state": _state_name(group.state), "lag": sum(topics.values()), "topics": topics,
+                        "committed": sum(tp.offset for tp in partitions)})
         return out
 
 

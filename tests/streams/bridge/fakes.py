@@ -78,7 +78,8 @@ class FakeStore:
 
     async def consumer_lag(self):
         self._check("lag")
-        return [{"group": "algo-technical", "agent": "technical", "state": "stable", "lag": 3, "topics": {"market.bars": 3}}]
+        return [{"group": "algo-technical", "agent": "technical", "state": "stable", "lag": 3, "topics": {"market.bars": 3},
+                 "committed": 10}]
 
     async def news(self, symbol, since, until, limit):
         self._check("news", symbol, since, until, limit)

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from streams.bridge.server import create_app, origin_allowed, token_matches
 from streams.bridge.api import BRIDGE, STATIC_DIR, openapi_document
+from streams.bridge.store import StoreUnavailable
 from streams.settings import Settings
 from tests.streams.bridge.fakes import FakePublisher, FakeStore
 
@@ -139,6 +140,27 @@ async def test_metrics_count_requests_and_publishes():
     for name in ("algo_bridge_websocket_clients", "algo_bridge_websocket_dropped_clients_total",
                  "algo_bridge_fanout_latency_seconds_bucket"):
         assert name in text
+
+
+async def test_metrics_carry_each_agents_lag_and_raise_the_lag_alarm():
+    settings = dataclasses.replace(Settings(), api_token=TOKEN, lag_alarm_messages=3, lag_alarm_after_s=0.0)
+    app = create_app(settings, kafka=False, publisher=FakePublisher(), store=FakeStore(), heartbeat_s=0)
+    async with TestClient(TestServer(app)) as client:
+        text = await (await client.get("/metrics")).text()
+    assert 'algo_consumer_lag{agent="technical"} 3.0' in text
+    assert 'algo_consumer_lag_alarm{agent="technical"} 1.0' in text  # 3 messages behind, the alarm level
+    assert 'algo_consumer_stalled{agent="technical"} 0.0' in text  # just seen: not idle for 120 s yet
+
+
+async def test_metrics_serve_while_the_lag_query_fails():
+    class NoKafka(FakeStore):
+        async def consumer_lag(self):
+            raise StoreUnavailable("Kafka: down")
+
+    async with bridge_client(store=NoKafka()) as client:
+        response = await client.get("/metrics")
+        text = await response.text()
+    assert response.status == 200 and "algo_bridge_lag_query_errors_total 1.0" in text
 
 
 async def test_dashboard_and_openapi():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from typing import AsyncIterator
 
 import faust
@@ -47,6 +48,10 @@ app = faust.App(
     # symbols this worker does not own. The tables are small and compacted: a worker that takes a
     # partition over rebuilds it from the changelog.
     table_standby_replicas=0,
+    **({"broker_credentials": faust.SASLCredentials(
+        username=settings.kafka_principal, password=settings.password(settings.kafka_principal),
+        mechanism="SCRAM-SHA-512", ssl_context=ssl.create_default_context(cafile=str(settings.secrets_folder / "ca.pem")))}
+       if settings.profile == "secure" else {}),
 )
 
 codecs = CodecRegistry(settings.schema_registry_url)

@@ -29,6 +29,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # A checkout keeps its run dir and models beside the code; an installed wheel's folder (site-packages)
 # is no place for them: there the run dir goes to the cache and models under the current directory.
 IN_CHECKOUT = (PROJECT_ROOT / "setup.py").is_file()
+PROFILES = ("local", "secure")
+# who connects in the secure profile: the operator (a Kafka super user), the bridge, and each worker
+# as itself (`algo worker NAME` is principal NAME); tests/streams/test_settings.py checks the workers
+PRINCIPALS = ("admin", "bridge", "bars", "persistence", "risk", "technical", "consensus", "broker", "quant",
+              "analyst", "memory", "signals", "all")
+CREDENTIALS_FILE = "credentials.json"
 
 _INTERVAL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -298,6 +304,11 @@ def _name_check(value: str) -> None:
         raise ConfigError("use letters, digits, '.', '_' and '-' (it names Kafka groups and topics)")
 
 
+def _principal_check(value: str) -> None:
+    if value and value not in PRINCIPALS:
+        raise ConfigError(f"one of {', '.join(PRINCIPALS)}")
+
+
 def _check_api_token(token: str) -> None:
     if token and len(token) < MIN_API_TOKEN_LENGTH:
         raise ConfigError(f"ALGO_API_TOKEN is {len(token)} characters: use at least {MIN_API_TOKEN_LENGTH} "
@@ -346,6 +357,11 @@ class Settings:
     consensus: ConsensusRules = field(default_factory=ConsensusRules)
     analyst: AnalystSettings = field(default_factory=AnalystSettings)
     memory: MemorySettings = field(default_factory=MemorySettings)
+    # ALGO_PROFILE=secure: SASL/SCRAM over TLS to Kafka as `principal` (ALGO_PRINCIPAL; default the
+    # worker's name for `algo worker NAME`, else admin), passwords and the CA from secrets_dir
+    profile: str = "local"
+    secrets_dir: Path | None = None  # ALGO_SECRETS_DIR; None: <run_dir>/secure
+    principal: str = ""
     # set from the command line, never from the environment (`algo worker NAME`, see configure())
     worker: str = "all"
 
@@ -397,6 +413,9 @@ class Settings:
                 **({} if weights is None else {"weights": parse_weights(weights)})),
             analyst=env.domain(AnalystSettings, "ANALYST_", llm=env.checked("ANALYST_LLM", "", _check_llm)),
             memory=env.domain(MemorySettings, "MEMORY_"),
+            profile=env.choice("ALGO_PROFILE", defaults.profile, PROFILES),
+            secrets_dir=Path(env.text("ALGO_SECRETS_DIR", "")) if env.text("ALGO_SECRETS_DIR", "") else None,
+            principal=env.checked("ALGO_PRINCIPAL", "", _principal_check),
         )
         env.unknown()
         return settings
@@ -446,12 +465,39 @@ class Settings:
     def faust_broker(self) -> str:
         return ";".join("kafka://" + b.strip().removeprefix("kafka://") for b in self.kafka_bootstrap.split(","))
 
+    @property
+    def secrets_folder(self) -> Path:
+        return Path(self.secrets_dir) if self.secrets_dir else Path(self.run_dir).absolute() / "secure"
+
+    @property
+    def kafka_principal(self) -> str:
+        if self.principal:
+            return self.principal
+        return self.worker if self.worker in PRINCIPALS and self.worker != "all" else "admin"
+
+    def password(self, principal: str) -> str:
+        """A principal's password in the secure profile (written by `algo stack up --secure`)."""
+        import json
+
+        path = self.secrets_folder / CREDENTIALS_FILE
+        try:
+            return json.loads(path.read_text())[principal]
+        except FileNotFoundError:
+            raise ConfigError(f"ALGO_PROFILE=secure but {path} does not exist: `algo stack up --secure` makes it, "
+                              "or set ALGO_SECRETS_DIR") from None
+        except (KeyError, ValueError):
+            raise ConfigError(f"{path} has no password for principal {principal!r}") from None
+
     def kafka_config(self, overrides: Mapping[str, object] | None = None) -> dict[str, object]:
         """librdkafka's dotted keys for confluent-kafka producers, consumers and admin clients."""
         config: dict[str, object] = {
             "bootstrap.servers": ",".join(b.strip().removeprefix("kafka://") for b in self.kafka_bootstrap.split(",")),
             "client.id": self.app_id,
         }
+        if self.profile == "secure":
+            config.update({"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+                           "sasl.username": self.kafka_principal, "sasl.password": self.password(self.kafka_principal),
+                           "ssl.ca.location": str(self.secrets_folder / "ca.pem")})
         config.update(overrides or {})
         return config
 

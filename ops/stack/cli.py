@@ -44,12 +44,17 @@ def stack() -> None:
 @click.option("--brokers", type=click.IntRange(min=1), default=None,
               help="Kafka nodes: 3 is a KRaft cluster with replication factor 3 and min.insync.replicas 2, on "
                    "KAFKA_BOOTSTRAP's port and every second one after it (default: one per KAFKA_BOOTSTRAP address).")
-def up_command(as_json: bool, brokers: int | None) -> None:
+@click.option("--secure", is_flag=True,
+              help="The secure profile (as ALGO_PROFILE=secure): Kafka with SASL/SCRAM-SHA-512 over TLS and ACLs per "
+                   "worker; certificates and passwords under <run dir>/secure.")
+def up_command(as_json: bool, brokers: int | None, secure: bool) -> None:
     """Start what is not running and wait until every part is healthy (idempotent)."""
     from ops.stack.kafka import expanded_bootstrap
     from streams.errors import StackError
 
     settings = Settings.from_env()
+    if secure:
+        settings = dataclasses.replace(settings, profile="secure")
     if brokers is not None:
         try:
             settings = dataclasses.replace(settings, kafka_bootstrap=expanded_bootstrap(settings, brokers))
@@ -69,6 +74,9 @@ def up_command(as_json: bool, brokers: int | None) -> None:
     if len(nodes) > 1:
         click.echo(f"a {len(nodes)}-node Kafka cluster: give every client all of it, "
                    f"`export KAFKA_BOOTSTRAP={bootstrap}`")
+    if settings.profile == "secure":
+        click.echo(f"secure profile: `export ALGO_PROFILE=secure` for every client; CA and passwords in "
+                   f"{settings.secrets_folder} (credentials.json: one per principal)")
     click.echo("endpoints (also the defaults of these variables):")
     click.echo(f"  KAFKA_BOOTSTRAP={bootstrap}")
     click.echo(f"  SCHEMA_REGISTRY_URL={settings.schema_registry_url}")

@@ -237,3 +237,31 @@ def test_the_analysts_settings_come_from_analyst_variables_and_keep_the_key_out_
 def test_a_malformed_analyst_llm_fails_start_up_with_one_line(value):
     with pytest.raises(ConfigError, match=r"^ANALYST_LLM=.*openai:<model>"):
         Settings.from_env({"ANALYST_LLM": value})
+
+
+def test_the_secure_profile_connects_as_the_worker_over_sasl_ssl(tmp_path):
+    import json
+
+    secrets = tmp_path / "secure"
+    secrets.mkdir()
+    (secrets / "credentials.json").write_text(json.dumps({"admin": "a" * 24, "bars": "b" * 24}))
+    settings = Settings.from_env({"ALGO_PROFILE": "secure", "ALGO_SECRETS_DIR": str(secrets)})
+    config = settings.kafka_config()
+    assert config["security.protocol"] == "SASL_SSL" and config["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert config["sasl.username"] == "admin" and config["sasl.password"] == "a" * 24  # the operator's commands
+    assert config["ssl.ca.location"] == str(secrets / "ca.pem")
+    worker = dataclasses.replace(settings, worker="bars").kafka_config()
+    assert (worker["sasl.username"], worker["sasl.password"]) == ("bars", "b" * 24)
+    with pytest.raises(ConfigError, match="no password for principal 'broker'"):
+        dataclasses.replace(settings, worker="broker").kafka_config()
+    assert "security.protocol" not in Settings.from_env({}).kafka_config()
+
+
+def test_the_secure_profile_without_its_material_says_how_to_make_it(tmp_path):
+    settings = Settings.from_env({"ALGO_PROFILE": "secure", "ALGO_RUN_DIR": str(tmp_path)})
+    with pytest.raises(ConfigError, match="algo stack up --secure"):
+        settings.kafka_config()
+    with pytest.raises(ConfigError, match="ALGO_PROFILE='open'"):
+        Settings.from_env({"ALGO_PROFILE": "open"})
+    with pytest.raises(ConfigError, match="ALGO_PRINCIPAL='root'"):
+        Settings.from_env({"ALGO_PRINCIPAL": "root"})

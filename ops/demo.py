@@ -486,7 +486,7 @@ def redis_capped(settings: Settings, say):
     agent evicts), for the block; the previous maxmemory and policy are restored after, however it ends."""
     import redis
 
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    client = redis.Redis.from_url(settings.redis_client_url, socket_timeout=10)
     try:
         before = client.config_get("maxmemory*")
         used = int(client.info("memory")["used_memory"])

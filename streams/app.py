@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from typing import AsyncIterator
 
 import faust
@@ -50,7 +49,7 @@ app = faust.App(
     table_standby_replicas=0,
     **({"broker_credentials": faust.SASLCredentials(
         username=settings.kafka_principal, password=settings.password(settings.kafka_principal),
-        mechanism="SCRAM-SHA-512", ssl_context=ssl.create_default_context(cafile=str(settings.secrets_folder / "ca.pem")))}
+        mechanism="SCRAM-SHA-512", ssl_context=settings.aiokafka_config()["ssl_context"])}
        if settings.profile == "secure" else {}),
 )
 

@@ -475,6 +475,33 @@ class Settings:
             return self.principal
         return self.worker if self.worker in PRINCIPALS and self.worker != "all" else "admin"
 
+    def aiokafka_config(self) -> dict[str, object]:
+        """aiokafka's keyword arguments for the same connection as kafka_config() (the bridge's hub)."""
+        config: dict[str, object] = {"bootstrap_servers": self.kafka_config_plain_bootstrap()}
+        if self.profile == "secure":
+            import ssl
+
+            config.update(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+                          sasl_plain_username=self.kafka_principal,
+                          sasl_plain_password=self.password(self.kafka_principal),
+                          ssl_context=ssl.create_default_context(cafile=str(self.secrets_folder / "ca.pem")))
+        return config
+
+    def kafka_config_plain_bootstrap(self) -> str:
+        return ",".join(b.strip().removeprefix("kafka://") for b in self.kafka_bootstrap.split(","))
+
+    @property
+    def redis_client_url(self) -> str:
+        """REDIS_URL, as the Kafka principal's Redis ACL user in the secure profile."""
+        if self.profile != "secure":
+            return self.redis_url
+        from urllib.parse import quote
+
+        parts = urlsplit(self.redis_url)
+        netloc = parts.netloc.rpartition("@")[2]
+        user = quote(self.kafka_principal, safe="")
+        return parts._replace(netloc=f"{user}:{quote(self.password(self.kafka_principal), safe='')}@{netloc}").geturl()
+
     def password(self, principal: str) -> str:
         """A principal's password in the secure profile (written by `algo stack up --secure`)."""
         import json
@@ -491,7 +518,7 @@ class Settings:
     def kafka_config(self, overrides: Mapping[str, object] | None = None) -> dict[str, object]:
         """librdkafka's dotted keys for confluent-kafka producers, consumers and admin clients."""
         config: dict[str, object] = {
-            "bootstrap.servers": ",".join(b.strip().removeprefix("kafka://") for b in self.kafka_bootstrap.split(",")),
+            "bootstrap.servers": self.kafka_config_plain_bootstrap(),
             "client.id": self.app_id,
         }
         if self.profile == "secure":

@@ -229,10 +229,6 @@ class Kafka(Service):
         fetch_kafka(self.settings, progress)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.check_profile()
-        if self.settings.profile == "secure":
-            from ops.stack.secure import ensure_material
-
-            ensure_material(self.settings)
         cid = self.cluster_id()
         fd = os.open(self.properties, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # passwords inside (secure)
         with os.fdopen(fd, "w") as out:

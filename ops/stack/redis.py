@@ -2,6 +2,9 @@
 noeviction (the Memory agent is the only evictor)."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -48,15 +51,32 @@ class Redis(Service):
             # keeps those values in Postgres (streams/memory/store.py)
             f"maxmemory {self.settings.memory.maxmemory_bytes()}",
             "maxmemory-policy noeviction",
+            *self.acl_lines(),
             "",
         ])
+
+    def acl_lines(self) -> list[str]:
+        """The secure profile's ACL users: none without a password (the default user is off), admin with
+        every command, each other principal (workers, bridge) without the admin commands and FLUSH*.
+        Passwords go in as SHA-256 hashes."""
+        if self.settings.profile != "secure":
+            return []
+        from streams.settings import PRINCIPALS
+
+        def user(name: str, rules: str) -> str:
+            digest = hashlib.sha256(self.settings.password(name).encode()).hexdigest()
+            return f"user {name} on #{digest} ~* &* {rules}"
+        return ["# the secure profile (ALGO_PROFILE=secure): ACL users, one per principal", "user default off",
+                *(user(name, "+@all" if name == "admin" else "+@all -@admin -flushall -flushdb") for name in PRINCIPALS)]
 
     def prepare(self, progress: Progress) -> None:
         require_loopback(self.host_port()[0], "REDIS_URL")
         if shutil.which("redis-server") is None:
             raise StackError("redis-server is not installed; run `bash ops/bootstrap.sh` (Debian's redis-server)")
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(self.config_text())
+        fd = os.open(self.conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # password hashes inside (secure)
+        with os.fdopen(fd, "w") as out:
+            out.write(self.config_text())
 
     def command(self) -> list[str]:
         return [shutil.which("redis-server") or "redis-server", str(self.conf)]
@@ -68,7 +88,8 @@ class Redis(Service):
         if not port_open(host, port):
             return False, f"nothing listens on {host}:{port}"
         try:
-            client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=timeout,
+            client = redis.Redis.from_url(dataclasses.replace(self.settings, principal="admin").redis_client_url,
+                                          socket_timeout=timeout,
                                           socket_connect_timeout=timeout)
             try:
                 client.ping()

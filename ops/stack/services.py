@@ -48,6 +48,14 @@ def services(settings: Settings) -> dict[str, Service]:
     return {part.name: part for part in parts}
 
 
+def _secure_material(settings: Settings) -> None:
+    """The secure profile's CA, certificate and passwords, made once before any part starts (they share them)."""
+    if settings.profile == "secure":
+        from ops.stack.secure import ensure_material
+
+        ensure_material(settings)
+
+
 def _lock_path(settings: Settings) -> Path:
     return Path(settings.run_dir).absolute() / ".stack.lock"
 
@@ -59,6 +67,7 @@ def up(settings: Settings, progress: Progress = print) -> list[ServiceStatus]:
     Path(settings.run_dir).mkdir(parents=True, exist_ok=True)
     Path(settings.cache_dir).mkdir(parents=True, exist_ok=True)
     parts = services(settings)
+    _secure_material(settings)
     say_lock = threading.Lock()
 
     def say(message: str) -> None:
@@ -135,6 +144,7 @@ def start_services(settings: Settings, names: list[str], progress: Progress = pr
     """Start these parts together and wait until each answers: the nodes of a Kafka cluster must
     (one alone has no quorum, so it never turns healthy while it waits for the others)."""
     parts = [_part(settings, name) for name in names]
+    _secure_material(settings)
     errors: list[BaseException] = []
 
     def start(part: Service) -> None:

@@ -1,6 +1,8 @@
 """`algo bridge`: the click command (registered in ops.cli)."""
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
 
@@ -24,5 +26,8 @@ def bridge(host: str | None, port: int | None, max_body_bytes: int | None, queue
     from streams.bridge.server import MAX_BODY_BYTES, run_bridge
     from streams.settings import get_settings
 
-    run_bridge(get_settings(), host=host, port=port, max_body_bytes=max_body_bytes or MAX_BODY_BYTES,
+    settings = get_settings()
+    # the secure profile's bridge connects as principal `bridge` unless ALGO_PRINCIPAL says otherwise
+    settings = dataclasses.replace(settings, principal=settings.principal or "bridge")
+    run_bridge(settings, host=host, port=port, max_body_bytes=max_body_bytes or MAX_BODY_BYTES,
                queue_size=queue_size, ring_size=ring_size, access_log=access_log, echo=lambda line: click.echo(line))

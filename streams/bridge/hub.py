@@ -566,7 +566,7 @@ class StreamHub:
         from aiokafka import AIOKafkaConsumer
 
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_config()["bootstrap.servers"], group_id=None,
+            **self.settings.aiokafka_config(), group_id=None,
             enable_auto_commit=False, auto_offset_reset="latest", fetch_max_wait_ms=100,
             max_partition_fetch_bytes=1 << 20, client_id=f"{self.settings.app_id}-bridge")
         connected = False

@@ -64,5 +64,5 @@ async def memory_panel(store, settings, limit: int) -> dict:
     decisions = [{"ts": row["ts"], "message": row["message"], **_context(row["context"])} for row in rounds]
     if latest is None and decisions:  # no stats log yet: the newest round carries the same counters
         latest = {k: v for k, v in decisions[0].items() if k not in LISTS}
-    return {"redis": await redis_usage(settings.redis_url, settings.memory.maxmemory_bytes()), "agent": latest,
+    return {"redis": await redis_usage(settings.redis_client_url, settings.memory.maxmemory_bytes()), "agent": latest,
             "decisions": decisions}

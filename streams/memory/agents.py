@@ -64,7 +64,7 @@ async def start_tiering() -> None:
             await asyncio.sleep(POLICY_RETRY_S)
     store = TieredStore(settings, agent=AGENT)  # no access log: the agent's demotions are not reads
     await until_available(store.open, what="memory agent opening the store")
-    client = aioredis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=10)
+    client = aioredis.from_url(settings.redis_client_url, socket_timeout=10, socket_connect_timeout=10)
     worker_tierer[AGENT] = Tierer(settings, store, client, policy, metrics=metrics)
     if memory_settings.metrics_port:
         try:

@@ -253,7 +253,7 @@ class TieredStore:
         if self._redis is not None:
             return self
         self._redis = aioredis.Redis.from_url(
-            self.settings.redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S,
+            self.settings.redis_client_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S,
             retry=Retry(NoBackoff(), 0))  # no retries inside the client: the store falls through to Postgres
         self._compare_and_delete = self._redis.register_script(COMPARE_AND_DELETE)
         self._pool = AsyncConnectionPool(self.settings.database_url, min_size=1, max_size=4, open=False,

@@ -1,6 +1,7 @@
 """Settings for a stack of our own: free non-default ports and a temporary run dir."""
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 from pathlib import Path
@@ -43,3 +44,19 @@ def stack_settings(run_dir: Path, ports: dict[str, int], cache_dir: Path | None 
     else:  # share the machine's cache of jars (fetching them is measured elsewhere, not per test)
         env["ALGO_CACHE_DIR"] = str(Settings().cache_dir)
     return Settings.from_env(env)
+
+
+@contextlib.contextmanager
+def secure_part(folder: Path, name: str):
+    """One part of the stack in the secure profile, on free ports under `folder`, stopped afterwards."""
+    import dataclasses
+
+    from ops.stack.services import start_service, stop_service
+
+    settings = dataclasses.replace(stack_settings(folder / "run", free_ports()), profile="secure")
+    try:
+        part = start_service(settings, name, progress=lambda message: print(f"[secure] {message}", flush=True))
+        assert part.healthy, part.detail
+        yield settings
+    finally:
+        stop_service(settings, name)

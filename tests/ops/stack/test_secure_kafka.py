@@ -14,24 +14,17 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from ops.provision import ensure_topics
-from ops.stack.services import start_service, stop_service
 from streams.settings import PRINCIPALS
-from tests.ops.stack.helpers import free_ports, stack_settings
+from tests.ops.stack.helpers import secure_part
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory):
-    settings = dataclasses.replace(stack_settings(tmp_path_factory.mktemp("secure") / "run", free_ports()),
-                                   profile="secure")
-    try:
-        part = start_service(settings, "kafka", progress=lambda message: print(f"[secure] {message}", flush=True))
-        assert part.healthy, part.detail
+    with secure_part(tmp_path_factory.mktemp("secure"), "kafka") as settings:
         ensure_topics(settings)  # as admin
         yield settings
-    finally:
-        stop_service(settings, "kafka")
 
 
 def as_principal(settings, principal: str, **overrides):

@@ -8,22 +8,15 @@ import stat
 import pytest
 import redis
 
-from ops.stack.services import start_service, stop_service
-from tests.ops.stack.helpers import free_ports, stack_settings
+from tests.ops.stack.helpers import secure_part
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory):
-    settings = dataclasses.replace(stack_settings(tmp_path_factory.mktemp("secure-redis") / "run", free_ports()),
-                                   profile="secure")
-    try:
-        part = start_service(settings, "redis", progress=lambda message: print(f"[secure] {message}", flush=True))
-        assert part.healthy, part.detail
+    with secure_part(tmp_path_factory.mktemp("secure-redis"), "redis") as settings:
         yield settings
-    finally:
-        stop_service(settings, "redis")
 
 
 def client(url: str) -> redis.Redis:

@@ -15,7 +15,9 @@ that records it, so a crash in between re-sends it with the same id (the sinks d
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 
 import psycopg
 
@@ -30,6 +32,9 @@ from streams.broker.fills import (already_placed, book_fill, fill_bar, fill_reco
 from streams.market.store import read_bars_async
 
 AGENT = "broker"
+# a stale order's next bar is on market.bars already (the broker saw later bars); persistence may be
+# behind, so the broker waits this long for it to reach the vault before giving the order up
+VAULT_CATCH_UP_S = 300.0
 broker_settings = settings.broker
 verdicts_topic = raw_topic("risk.verdicts")
 bars_topic = raw_topic("market.bars")
@@ -91,6 +96,17 @@ async def next_bar_in_vault(order: dict) -> dict | None:
             "close": float(bar.close[0])}
 
 
+async def next_bar_once_persisted(order: dict, catch_up_s: float = VAULT_CATCH_UP_S) -> dict | None:
+    """The next bar of a stale order from the vault, waiting up to `catch_up_s` for persistence to store
+    it (the bar stream already went past it: only a persistence behind the broker makes it missing)."""
+    deadline = time.monotonic() + catch_up_s
+    while True:
+        bar = await until_available(next_bar_in_vault, order, what=f"broker: next bar for {order['symbol']}")
+        if bar is not None or time.monotonic() >= deadline:
+            return bar
+        await asyncio.sleep(0.5)
+
+
 @app.agent(verdicts_topic, name="broker_place_orders")
 async def place_orders(stream):
     async for event in events_without_gaps(stream, AGENT):
@@ -107,7 +123,7 @@ async def place_orders(stream):
                 continue
             recent = symbol_to_recent_bars.get(order["symbol"]) or []
             if is_stale(order, recent):
-                bar = await until_available(next_bar_in_vault, order, what=f"broker: next bar for {order['symbol']}")
+                bar = await next_bar_once_persisted(order)
                 if bar is None:  # never fill at a price from long after the decision
                     log.warning("verdict %s for %s at %s is too old to execute and its next bar is not in the vault; "
                                 "no order placed", verdict["verdict_id"], order["symbol"], order["ts"])

@@ -32,7 +32,7 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from ops.demo import groups_lag
+from ops.demo import group_lags, groups_lag
 from streams.bus.codecs import CodecRegistry
 from streams.errors import CodecError
 from streams.market.bars import from_micros
@@ -201,7 +201,8 @@ def test_killed_broker_and_risk_workers_never_order_or_fill_twice(provisioned, t
                 last, quiet_since = now, time.monotonic()
             elif now[1] == 0 and time.monotonic() - quiet_since >= 5:
                 break
-            assert time.monotonic() < deadline, f"the loop did not settle: (orders, lag) = {now}"
+            assert time.monotonic() < deadline, (f"the loop did not settle: (orders, lag) = {now}; lag per group "
+                                                 f"{group_lags(settings, groups)}")
             time.sleep(1)
 
         orders = read_since(settings, "orders", start["orders"], ours)

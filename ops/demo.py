@@ -401,20 +401,9 @@ def remove_run_state(settings: Settings) -> None:
 
 def group_lags(settings: Settings, groups: list[str]) -> dict[str, int]:
     """Messages each group has not committed yet, over the partitions it has committed offsets for."""
-    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions
-    from confluent_kafka.admin import AdminClient
+    from streams.bus.liveness import GroupOffsetsReader
 
-    admin = AdminClient(settings.kafka_config({"log_level": 3}))
-    consumer = Consumer(settings.kafka_config({"group.id": "algo-demo-watermarks", "log_level": 3}))
-    try:
-        lags = {}
-        for group in groups:  # the admin API takes one group per request
-            result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(timeout=15)
-            lags[group] = sum(max(0, consumer.get_watermark_offsets(tp, timeout=10)[1] - tp.offset)
-                              for tp in result.topic_partitions if tp.offset >= 0)
-        return lags
-    finally:
-        consumer.close()
+    return {group: offsets.lag for group, offsets in GroupOffsetsReader(settings).read(groups).items()}
 
 
 def groups_lag(settings: Settings, groups: list[str]) -> int:
